@@ -1,0 +1,1 @@
+//! etchosts (in progress).

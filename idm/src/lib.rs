@@ -1,0 +1,1 @@
+//! idm (in progress).

@@ -1,0 +1,1 @@
+//! ipamapi (in progress).

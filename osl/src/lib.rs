@@ -1,0 +1,1 @@
+//! osl (in progress).

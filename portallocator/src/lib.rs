@@ -1,0 +1,1 @@
+//! portallocator (in progress).

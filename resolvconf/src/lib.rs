@@ -1,0 +1,1 @@
+//! resolvconf (in progress).
