@@ -1,0 +1,125 @@
+//! The host side: the namespace the daemon runs in, where interfaces come from and go back to,
+//! and the run directory where sandbox keys live.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::Result;
+use crate::handle::NetlinkHandle;
+use crate::netns::{self, Netns};
+use crate::sandbox::Sandbox;
+
+/// Length of the id prefix that names a sandbox key, as in libnetwork.
+const KEY_ID_LEN: usize = 12;
+
+/// The namespace the caller runs in (the "host"), with its netlink handle, and the run
+/// directory under which sandbox namespaces are bound (`<run_dir>/netns/<id12>`).
+///
+/// Cheap to clone. Drivers use [`Host::netlink`] to create bridges and veth pairs in the host
+/// namespace; sandboxes use it to move interfaces in and back out.
+#[derive(Debug, Clone)]
+pub struct Host {
+    run_dir: PathBuf,
+    netns: Netns,
+    netlink: NetlinkHandle,
+}
+
+impl Host {
+    /// The host as seen from the calling task's namespace, with sandbox keys under
+    /// `run_dir/netns` (libnetwork's default run directory is `/var/run/docker`).
+    ///
+    /// # Errors
+    /// [`Error::Os`](crate::Error::Os) when the namespace or a netlink socket cannot be opened.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub async fn new(run_dir: impl Into<PathBuf>) -> Result<Self> {
+        Ok(Self {
+            run_dir: run_dir.into(),
+            netns: Netns::current()?,
+            netlink: NetlinkHandle::current().await?,
+        })
+    }
+
+    /// The host for the namespace at `path` (any bound file or `/proc/<pid>/ns/net`).
+    ///
+    /// # Errors
+    /// As [`Netns::open`] and [`NetlinkHandle::open`].
+    pub async fn open(path: &Path, run_dir: impl Into<PathBuf>) -> Result<Self> {
+        let netns = Netns::open(path)?;
+        let netlink = NetlinkHandle::open(&netns, format!("namespace {}", path.display())).await?;
+        Ok(Self {
+            run_dir: run_dir.into(),
+            netns,
+            netlink,
+        })
+    }
+
+    /// The run directory.
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+
+    /// The host namespace.
+    pub fn netns(&self) -> &Netns {
+        &self.netns
+    }
+
+    /// The host namespace's netlink handle.
+    pub fn netlink(&self) -> &NetlinkHandle {
+        &self.netlink
+    }
+
+    /// The key (namespace file) of the sandbox for `id`: `<run_dir>/netns/<first 12 chars of
+    /// id>` (libnetwork's `GenerateKey`).
+    pub fn key_for(&self, id: &str) -> PathBuf {
+        let short: String = id.chars().take(KEY_ID_LEN).collect();
+        self.run_dir.join("netns").join(short)
+    }
+
+    /// Creates a sandbox: a new network namespace bound to `key`, with `lo` up.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`](crate::Error::Conflict) when a namespace is already bound to `key`,
+    /// [`Error::Os`](crate::Error::Os)/[`Error::Netlink`](crate::Error::Netlink) when a step
+    /// fails (the key is released again).
+    pub async fn create_sandbox(&self, key: &Path) -> Result<Sandbox> {
+        let netns = netns::create_bound(key).await?;
+        match Sandbox::attach(self.clone(), key, netns, true).await {
+            Ok(sandbox) => Ok(sandbox),
+            Err(e) => {
+                let undo = netns::unbind(key).err().into_iter().collect();
+                Err(e.with_undo(undo))
+            }
+        }
+    }
+
+    /// Opens the sandbox bound to `key`, for instance after the daemon restarted. Its
+    /// interfaces, routes and neighbours are read from the kernel when asked for; which
+    /// interfaces were moved in from the host is not known until
+    /// [`Sandbox::restore_interface`] says so.
+    ///
+    /// # Errors
+    /// [`Error::Os`](crate::Error::Os) (`ENOENT` → not found) when nothing is at `key`,
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) when it is not a namespace.
+    pub async fn open_sandbox(&self, key: &Path) -> Result<Sandbox> {
+        let netns = Netns::open(key)?;
+        Sandbox::attach(self.clone(), key, netns, false).await
+    }
+
+    /// Makes a sandbox of an existing namespace (`/proc/<pid>/ns/net` of a process started
+    /// elsewhere) by binding it to `key`, then brings its `lo` up: libnetwork's
+    /// `GetSandboxForExternalKey`.
+    ///
+    /// # Errors
+    /// As [`netns::bind_existing`]; on a later failure the key is released again.
+    pub async fn sandbox_for_external_key(&self, ns_path: &Path, key: &Path) -> Result<Sandbox> {
+        let netns = netns::bind_existing(ns_path, key)?;
+        match Sandbox::attach(self.clone(), key, netns, true).await {
+            Ok(sandbox) => Ok(sandbox),
+            Err(e) => {
+                let undo = netns::unbind(key).err().into_iter().collect();
+                Err(e.with_undo(undo))
+            }
+        }
+    }
+}
