@@ -1,65 +1,21 @@
 //! Links (`ip link`): look-up, bridges and veth pairs, flags, MTU, MAC, master, name and
 //! namespace, deletion.
 
-use std::fmt;
 use std::io;
-use std::str::FromStr;
 
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::handle::{CREATE_EXCL, NetlinkHandle};
 use crate::netns::Netns;
 
 /// The loopback interface's index, the same in every network namespace.
 pub const LOOPBACK_INDEX: u32 = 1;
 
-/// A 48-bit Ethernet (MAC) address, written `aa:bb:cc:dd:ee:ff`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct MacAddr(pub [u8; 6]);
-
-impl fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [a, b, c, d, e, g] = self.0;
-        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
-    }
-}
-
-impl FromStr for MacAddr {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        let bad = || {
-            Error::invalid(
-                format!("parse MAC address {s:?}"),
-                "want six hex bytes a:b:c:d:e:f",
-            )
-        };
-        let mut out = [0u8; 6];
-        let mut parts = s.split(':');
-        for byte in &mut out {
-            let part = parts.next().ok_or_else(bad)?;
-            if part.is_empty() || part.len() > 2 {
-                return Err(bad());
-            }
-            *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
-        }
-        if parts.next().is_some() {
-            return Err(bad());
-        }
-        Ok(Self(out))
-    }
-}
-
-impl MacAddr {
-    /// The address from a netlink attribute, if it is 6 bytes long.
-    pub(crate) fn from_slice(bytes: &[u8]) -> Option<Self> {
-        <[u8; 6]>::try_from(bytes).ok().map(Self)
-    }
-}
+pub use libnetwork_types::MacAddr;
 
 /// A link as the kernel reports it (`ip link show`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -341,31 +297,5 @@ impl NetlinkHandle {
         self.ack(RouteNetlinkMessage::DelLink(message_for(link.index)), 0)
             .await
             .map_err(|e| self.err(format_args!("delete link {}", link.name), e))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mac_addresses_round_trip_through_text() {
-        let mac: MacAddr = "02:42:ac:11:00:0a".parse().unwrap();
-        assert_eq!(mac.0, [0x02, 0x42, 0xac, 0x11, 0x00, 0x0a]);
-        assert_eq!(mac.to_string(), "02:42:ac:11:00:0a");
-    }
-
-    #[test]
-    fn malformed_mac_addresses_are_bad_requests() {
-        for bad in [
-            "",
-            "02:42:ac:11:00",
-            "02:42:ac:11:00:0a:01",
-            "02:42:ac:11:00:zz",
-            "2:42:ac:11::a",
-        ] {
-            let err = bad.parse::<MacAddr>().unwrap_err();
-            assert_eq!(err.kind(), libnetwork_types::ErrorKind::BadRequest, "{bad}");
-        }
     }
 }

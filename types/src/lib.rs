@@ -8,11 +8,17 @@
 //!
 //! Layout:
 //! - [`ErrorKind`]: the small set of error classes and their HTTP status codes.
+//! - `net` ([`MacAddr`], [`Protocol`], [`TransportPort`], [`PortBinding`]): value types that
+//!   cross crate boundaries (the osl, the drivers, the port mapper and the controller).
 #![forbid(unsafe_code)]
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+mod net;
+
+pub use net::{MacAddr, ParseError, PortBinding, Protocol, TransportPort};
 
 /// The class of an error, as the API layer sees it.
 ///
