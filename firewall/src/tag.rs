@@ -1,0 +1,112 @@
+//! The comments that tag our rules, so that a later process can find them again.
+//!
+//! Every port-mapping rule carries a comment that encodes the whole [`PortMapping`]
+//! (`lnmap,tcp,*,8000-8999,172.17.0.2,8000,br0`); every per-network iptables rule carries
+//! `lnnet,<bridge>`. Both use only characters that need no quoting in either tool, and stay
+//! under nftables' 128-byte comment limit (the longest mapping tag is about 125 bytes).
+
+use std::net::IpAddr;
+
+use libnetwork_types::Protocol;
+
+use crate::PortMapping;
+
+const MAPPING_PREFIX: &str = "lnmap,";
+const NETWORK_PREFIX: &str = "lnnet,";
+
+/// The tag of a port-mapping rule.
+pub(crate) fn mapping(m: &PortMapping) -> String {
+    let host = m
+        .host_ip
+        .map_or_else(|| "*".to_string(), |ip| ip.to_string());
+    format!(
+        "{MAPPING_PREFIX}{},{host},{}-{},{},{},{}",
+        m.protocol.as_str(),
+        m.host_ports.start(),
+        m.host_ports.end(),
+        m.container_ip,
+        m.container_port,
+        m.bridge
+    )
+}
+
+/// The mapping a tag stands for, or `None` when it is not a mapping tag.
+pub(crate) fn parse_mapping(tag: &str) -> Option<PortMapping> {
+    let rest = tag.strip_prefix(MAPPING_PREFIX)?;
+    let fields: Vec<&str> = rest.split(',').collect();
+    let [proto, host, ports, container_ip, container_port, bridge] = fields.as_slice() else {
+        return None;
+    };
+    let protocol = match *proto {
+        "tcp" => Protocol::Tcp,
+        "udp" => Protocol::Udp,
+        "sctp" => Protocol::Sctp,
+        _ => return None,
+    };
+    let host_ip = match *host {
+        "*" => None,
+        ip => Some(ip.parse::<IpAddr>().ok()?),
+    };
+    let (start, end) = ports.split_once('-')?;
+    Some(PortMapping {
+        protocol,
+        host_ip,
+        host_ports: start.parse().ok()?..=end.parse().ok()?,
+        container_ip: container_ip.parse().ok()?,
+        container_port: container_port.parse().ok()?,
+        bridge: (*bridge).to_string(),
+    })
+}
+
+/// The tag of a per-network iptables rule.
+pub(crate) fn network(bridge: &str) -> String {
+    format!("{NETWORK_PREFIX}{bridge}")
+}
+
+/// The bridge a per-network tag names, or `None` when it is not a network tag.
+pub(crate) fn parse_network(tag: &str) -> Option<&str> {
+    tag.strip_prefix(NETWORK_PREFIX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv6Addr;
+
+    use super::*;
+
+    #[test]
+    fn mapping_tags_round_trip() {
+        let mappings = [
+            PortMapping {
+                protocol: Protocol::Tcp,
+                host_ip: None,
+                host_ports: 8000..=8999,
+                container_ip: "172.17.0.2".parse().unwrap(),
+                container_port: 8000,
+                bridge: "docker0".into(),
+            },
+            PortMapping {
+                protocol: Protocol::Sctp,
+                host_ip: Some(IpAddr::V6(Ipv6Addr::new(0xffff, 1, 2, 3, 4, 5, 6, 0xffff))),
+                host_ports: 65535..=65535,
+                container_ip: "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap(),
+                container_port: 1,
+                bridge: "br-0123456789a".into(),
+            },
+        ];
+        for m in mappings {
+            let tag = mapping(&m);
+            assert!(tag.len() < 128, "{tag} is too long for an nftables comment");
+            assert_eq!(parse_mapping(&tag), Some(m));
+        }
+    }
+
+    #[test]
+    fn foreign_comments_are_not_tags() {
+        assert_eq!(parse_mapping("lnnet,br0"), None);
+        assert_eq!(parse_mapping("lnmap,icmp,*,1-2,10.0.0.1,1,br0"), None);
+        assert_eq!(parse_mapping("lnmap,tcp,*,1-2,10.0.0.1,1"), None);
+        assert_eq!(parse_network("lnmap,tcp"), None);
+        assert_eq!(parse_network(&network("br0")), Some("br0"));
+    }
+}
