@@ -99,7 +99,11 @@ pub fn enter_private_namespaces() {
         None::<&str>,
     )
     .expect("make the private mount namespace's mounts private");
-    assert_ne!(before, netns_inode(), "the test thread is still in the host's network namespace");
+    assert_ne!(
+        before,
+        netns_inode(),
+        "the test thread is still in the host's network namespace"
+    );
     // Child processes inherit the namespaces of the thread that starts them.
     let status = Command::new("ip")
         .args(["link", "set", "lo", "up"])
