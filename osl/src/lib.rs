@@ -16,6 +16,8 @@
 //! - [`handle`]: [`NetlinkHandle`], a netlink socket bound to one namespace.
 //! - [`link`], [`addr`], [`route`], [`neigh`]: one module per netlink object family, each adding
 //!   its calls to [`NetlinkHandle`].
+//! - [`link_kinds`]: macvlan, ipvlan, 802.1Q and dummy links (kinds, modes, the pure builder of
+//!   their creation request), created in this namespace or born inside another one.
 //! - [`sysctl`]: `net.*` sysctls of a namespace.
 //! - [`host`]: [`Host`], the caller's namespace and the run directory.
 //! - [`sandbox`]: [`Sandbox`] and its options.
@@ -31,7 +33,8 @@
 //! - **Interfaces are born where they live when possible.** [`Sandbox::create_veth`] creates
 //!   the sandbox end of a veth pair directly inside the namespace, which costs the kernel a few
 //!   milliseconds against 11 to 27 ms for moving a link in ([`Sandbox::add_interface`] still
-//!   does the move, with rename, in a single request).
+//!   does the move, with rename, in a single request). [`Sandbox::create_interface`] does the
+//!   same for macvlan and ipvlan links whose parent stays in the host (`IFLA_NET_NS_FD`).
 //! - **Transactional setup.** Adding an interface undoes its steps on failure (moved back and
 //!   renamed back, or deleted); adding several addresses or sysctls undoes those already set.
 //! - **The kernel is the source of truth.** Interfaces, routes, gateways and neighbours are
@@ -52,6 +55,7 @@ pub mod error;
 pub mod handle;
 pub mod host;
 pub mod link;
+pub mod link_kinds;
 pub mod neigh;
 pub mod netns;
 pub mod route;
@@ -64,6 +68,7 @@ pub use handle::NetlinkHandle;
 pub use host::Host;
 pub use ipnet::IpNet;
 pub use link::{Link, MacAddr};
+pub use link_kinds::{IpvlanFlag, IpvlanMode, LinkKind, MacvlanMode};
 pub use neigh::Neighbour;
 pub use netns::Netns;
 pub use route::{Route, RouteLookup};
