@@ -79,7 +79,7 @@ impl NetlinkHandle {
     /// Every link of the namespace: `ip link show`.
     ///
     /// # Errors
-    /// [`Error::Netlink`] when the dump fails.
+    /// [`Error::Netlink`](crate::Error::Netlink) when the dump fails.
     pub async fn links(&self) -> Result<Vec<Link>> {
         let answers = self
             .dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))
@@ -97,7 +97,7 @@ impl NetlinkHandle {
     /// The link called `name`: `ip link show dev NAME`.
     ///
     /// # Errors
-    /// [`Error::NotFound`] when there is no such link, [`Error::Netlink`] otherwise.
+    /// [`Error::NotFound`](crate::Error::NotFound) when there is no such link, [`Error::Netlink`](crate::Error::Netlink) otherwise.
     pub async fn link_by_name(&self, name: &str) -> Result<Link> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
@@ -107,7 +107,7 @@ impl NetlinkHandle {
     /// The link with index `index`: `ip link show` filtered by index.
     ///
     /// # Errors
-    /// [`Error::NotFound`] when there is no such link, [`Error::Netlink`] otherwise.
+    /// [`Error::NotFound`](crate::Error::NotFound) when there is no such link, [`Error::Netlink`](crate::Error::Netlink) otherwise.
     pub async fn link_by_index(&self, index: u32) -> Result<Link> {
         self.get_link(message_for(index), || format!("link with index {index}"))
             .await
@@ -130,7 +130,7 @@ impl NetlinkHandle {
     /// Creates a bridge, left down: `ip link add NAME type bridge`.
     ///
     /// # Errors
-    /// [`Error::Netlink`] (`EEXIST` → conflict) when the kernel refuses.
+    /// [`Error::Netlink`](crate::Error::Netlink) (`EEXIST` → conflict) when the kernel refuses.
     pub async fn create_bridge(&self, name: &str) -> Result<Link> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
@@ -149,7 +149,7 @@ impl NetlinkHandle {
     /// far less than moving it there afterwards. Returns this namespace's end.
     ///
     /// # Errors
-    /// [`Error::Netlink`] (`EEXIST` → conflict, in either namespace) when the kernel refuses.
+    /// [`Error::Netlink`](crate::Error::Netlink) (`EEXIST` → conflict, in either namespace) when the kernel refuses.
     pub async fn create_veth(
         &self,
         name: &str,
@@ -195,7 +195,7 @@ impl NetlinkHandle {
     /// Brings a link up or down: `ip link set dev NAME up|down`.
     ///
     /// # Errors
-    /// [`Error::Netlink`] when the kernel refuses.
+    /// [`Error::Netlink`](crate::Error::Netlink) when the kernel refuses.
     pub async fn set_up(&self, link: &Link, up: bool) -> Result<()> {
         let mut msg = message_for(link.index);
         if up {
@@ -210,7 +210,7 @@ impl NetlinkHandle {
     /// Sets a link's MTU: `ip link set dev NAME mtu MTU`.
     ///
     /// # Errors
-    /// [`Error::Netlink`] (`EINVAL` → bad request) when the kernel refuses.
+    /// [`Error::Netlink`](crate::Error::Netlink) (`EINVAL` → bad request) when the kernel refuses.
     pub async fn set_mtu(&self, link: &Link, mtu: u32) -> Result<()> {
         let mut msg = message_for(link.index);
         msg.attributes.push(LinkAttribute::Mtu(mtu));
@@ -221,7 +221,7 @@ impl NetlinkHandle {
     /// Sets a link's hardware address: `ip link set dev NAME address MAC`.
     ///
     /// # Errors
-    /// [`Error::Netlink`] when the kernel refuses.
+    /// [`Error::Netlink`](crate::Error::Netlink) when the kernel refuses.
     pub async fn set_mac(&self, link: &Link, mac: MacAddr) -> Result<()> {
         let mut msg = message_for(link.index);
         msg.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
@@ -232,7 +232,7 @@ impl NetlinkHandle {
     /// Enslaves a link to a bridge: `ip link set dev NAME master BRIDGE`.
     ///
     /// # Errors
-    /// [`Error::Netlink`] when the kernel refuses.
+    /// [`Error::Netlink`](crate::Error::Netlink) when the kernel refuses.
     pub async fn set_master(&self, link: &Link, master: &Link) -> Result<()> {
         let mut msg = message_for(link.index);
         msg.attributes.push(LinkAttribute::Controller(master.index));
@@ -245,7 +245,7 @@ impl NetlinkHandle {
     /// Releases a link from its bridge: `ip link set dev NAME nomaster`.
     ///
     /// # Errors
-    /// [`Error::Netlink`] when the kernel refuses.
+    /// [`Error::Netlink`](crate::Error::Netlink) when the kernel refuses.
     pub async fn set_nomaster(&self, link: &Link) -> Result<()> {
         let mut msg = message_for(link.index);
         msg.attributes.push(LinkAttribute::Controller(0));
@@ -256,7 +256,7 @@ impl NetlinkHandle {
     /// Renames a link (it must be down): `ip link set dev NAME name NEW`.
     ///
     /// # Errors
-    /// [`Error::Netlink`] (`EEXIST` → conflict, `EBUSY` when up) when the kernel refuses.
+    /// [`Error::Netlink`](crate::Error::Netlink) (`EEXIST` → conflict, `EBUSY` when up) when the kernel refuses.
     pub async fn rename(&self, link: &Link, new_name: &str) -> Result<()> {
         let mut msg = message_for(link.index);
         msg.attributes
@@ -269,7 +269,7 @@ impl NetlinkHandle {
     /// `ip link set dev NAME netns NS [name NEW]`. The link arrives down and without addresses.
     ///
     /// # Errors
-    /// [`Error::Netlink`] (`EEXIST` → conflict when the name is taken there) when the kernel
+    /// [`Error::Netlink`](crate::Error::Netlink) (`EEXIST` → conflict when the name is taken there) when the kernel
     /// refuses; the link is then unchanged.
     pub async fn move_to_netns(
         &self,
@@ -292,7 +292,7 @@ impl NetlinkHandle {
     /// Deletes a link (both ends, for a veth): `ip link del dev NAME`.
     ///
     /// # Errors
-    /// [`Error::Netlink`] (`ENODEV` → not found) when the kernel refuses.
+    /// [`Error::Netlink`](crate::Error::Netlink) (`ENODEV` → not found) when the kernel refuses.
     pub async fn delete_link(&self, link: &Link) -> Result<()> {
         self.ack(RouteNetlinkMessage::DelLink(message_for(link.index)), 0)
             .await
