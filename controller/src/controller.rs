@@ -1,0 +1,652 @@
+//! [`Controller`]: start-up, the driver and IPAM registries, stores, lookups, walkers and
+//! shutdown (libnetwork's `controller.go` and `store.go`).
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use libnetwork_datastore::{
+    EtcdStore, KvObject, MemoryStore, Op, Precondition, RedbStore, Scope, Store, object_key,
+};
+use libnetwork_driver_bridge::{BridgeDriver, BridgeDriverOptions};
+use libnetwork_driverapi::Registry;
+use libnetwork_firewall::{Firewall, FirewallConfig};
+use libnetwork_ipam::{DefaultIpam, IpamConfig};
+use libnetwork_osl::Host;
+use tracing::{debug, info, warn};
+
+use crate::config::{Config, GlobalStore, LocalStore};
+use crate::endpoint::EndpointEntry;
+use crate::error::{Error, Result};
+use crate::network::{Network, NetworkEntry, NetworkOptions};
+use crate::null_ipam::NullIpam;
+use crate::records::store_scope;
+use crate::sandbox::{Sandbox, SandboxEntry, SandboxOptions};
+
+/// Locks a std mutex, ignoring poisoning: every critical section of the controller is a
+/// lookup, an insert or a field update, so the data stays consistent.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A random 64-hex-character id (libnetwork's `stringid.GenerateRandomID`).
+pub(crate) fn random_id() -> String {
+    let mut bytes = [0u8; 32];
+    rand::fill(&mut bytes[..]);
+    let mut id = String::with_capacity(64);
+    for b in bytes {
+        id.push_str(&format!("{b:02x}"));
+    }
+    // An id that reads as a number could be taken for a short index by users; libnetwork
+    // avoids all-digit prefixes the same way.
+    if id[..12].bytes().all(|c| c.is_ascii_digit()) {
+        return random_id();
+    }
+    id
+}
+
+/// Runs blocking work (stores, IPAM) on tokio's blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    op: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("{op}: blocking task failed: {e}")))
+}
+
+/// The network controller: creates, persists and restores networks, endpoints and
+/// sandboxes, and drives the network drivers, IPAM and the kernel for them (libnetwork's
+/// `NetworkController`).
+///
+/// Cheap to clone: clones share the controller. The store is closed when the controller and
+/// every [`Network`], [`crate::Endpoint`] and [`Sandbox`] handle are dropped.
+#[derive(Clone)]
+pub struct Controller {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Controller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Controller")
+            .field("id", &self.inner.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the controller's handles share.
+pub(crate) struct Inner {
+    pub(crate) id: String,
+    pub(crate) config: Config,
+    pub(crate) host: Host,
+    pub(crate) local_store: Arc<dyn Store>,
+    pub(crate) global_store: Option<Arc<dyn Store>>,
+    pub(crate) registry: Registry,
+    pub(crate) bridge: BridgeDriver,
+    pub(crate) default_ipam: Arc<DefaultIpam>,
+    pub(crate) state: Mutex<State>,
+    /// The shared sandbox of host-networking containers, once made.
+    pub(crate) default_sandbox: tokio::sync::Mutex<Option<Arc<libnetwork_osl::Sandbox>>>,
+    /// Upstream DNS servers: configured, or the host's.
+    pub(crate) dns_upstreams: Vec<std::net::IpAddr>,
+    /// The DNS records of every network, served by the sandboxes' embedded resolvers.
+    pub(crate) dns: libnetwork_resolver::RecordDirectory,
+}
+
+/// The controller's objects.
+#[derive(Default)]
+pub(crate) struct State {
+    /// Networks by id, including those being created or deleted.
+    pub(crate) networks: BTreeMap<String, Arc<NetworkEntry>>,
+    /// Sandboxes by id.
+    pub(crate) sandboxes: BTreeMap<String, Arc<SandboxEntry>>,
+    /// Containers whose sandbox is being created.
+    pub(crate) creating_containers: HashSet<String>,
+}
+
+/// The built-in network drivers.
+const BUILTIN_DRIVERS: [&str; 3] = ["bridge", "host", "null"];
+
+impl Controller {
+    /// Starts a controller (libnetwork's `New`): opens the stores, starts the bridge, host and
+    /// null drivers and the default and null IPAM drivers, restores every network, endpoint
+    /// and sandbox of the store, removes what a crash left half made, and creates the
+    /// predefined `host` and `none` networks.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when a store cannot be opened or read, [`Error::BridgeInit`],
+    /// [`Error::Firewall`], [`Error::IpamInit`] when a driver cannot start, [`Error::Os`] when
+    /// the host namespace cannot be opened, [`Error::Io`] for the directories.
+    pub async fn new(config: Config) -> Result<Self> {
+        let id = random_id();
+        info!(controller_id = %id, data_dir = %config.data_dir.display(), exec_root = %config.exec_root.display(), "starting network controller");
+        let bridge_config = config.bridge_config()?;
+        let files_dir = config.files_dir();
+        blocking("create directories", move || {
+            std::fs::create_dir_all(&files_dir)
+        })
+        .await?
+        .map_err(Error::io("create the data directory"))?;
+
+        let local_store = open_local_store(&config).await?;
+        let global_store = open_global_store(&config).await?;
+        let host = Host::new(config.exec_root.clone())
+            .await
+            .map_err(Error::os("open the host namespace"))?;
+
+        // Drivers.
+        let registry = Registry::new();
+        let firewall = if bridge_config.enable_iptables {
+            let fw_config = FirewallConfig {
+                backend: config.firewall_backend,
+                ipv6: bridge_config.enable_ip6tables,
+            };
+            let fw = blocking("set up the firewall", move || Firewall::new(fw_config))
+                .await?
+                .map_err(Error::Firewall)?;
+            Some(Arc::new(fw))
+        } else {
+            None
+        };
+        let bridge = BridgeDriver::new(
+            host.clone(),
+            BridgeDriverOptions {
+                config: bridge_config,
+                store: Some(local_store.clone()),
+                firewall,
+                port_mapper: None,
+            },
+        )
+        .await
+        .map_err(Error::BridgeInit)?;
+        let register = Error::driver("register the built-in drivers");
+        bridge
+            .register(&registry)
+            .and_then(|()| libnetwork_driver_host::register(&registry))
+            .and_then(|()| libnetwork_driver_null::register(&registry))
+            .map_err(register)?;
+
+        // IPAM: automatic local pools avoid the host's link-scope routes.
+        let host_routes = host_link_routes(&host).await;
+        let ipam_config = IpamConfig {
+            local_store: Some(local_store.clone()),
+            global_store: global_store.clone(),
+            local_pools: config.default_address_pools.clone(),
+            global_pools: config.global_address_pools.clone(),
+            host_routes,
+        };
+        let default_ipam = blocking("start the default ipam driver", move || {
+            DefaultIpam::new(ipam_config)
+        })
+        .await?
+        .map_err(Error::IpamInit)?;
+        let default_ipam = Arc::new(default_ipam);
+        {
+            let registry_ref = &registry;
+            let ipam: Arc<dyn libnetwork_ipamapi::Ipam> = default_ipam.clone();
+            registry_ref
+                .register_ipam_driver(libnetwork_ipamapi::DEFAULT_IPAM, ipam)
+                .and_then(|()| {
+                    registry_ref
+                        .register_ipam_driver(libnetwork_ipamapi::NULL_IPAM, Arc::new(NullIpam))
+                })
+                .map_err(Error::driver("register the built-in ipam drivers"))?;
+        }
+
+        let dns_upstreams = match &config.dns_upstreams {
+            Some(servers) => servers.clone(),
+            None => crate::files::host_upstreams(&config.host_resolv_conf),
+        };
+
+        let inner = Arc::new(Inner {
+            id,
+            config,
+            host,
+            local_store,
+            global_store,
+            registry,
+            bridge,
+            default_ipam,
+            state: Mutex::new(State::default()),
+            default_sandbox: tokio::sync::Mutex::new(None),
+            dns_upstreams,
+            dns: libnetwork_resolver::RecordDirectory::new(),
+        });
+        let controller = Self { inner };
+        crate::restore::restore(&controller.inner).await?;
+        if controller.inner.config.predefined_networks {
+            crate::network::ensure_predefined(&controller.inner).await?;
+        }
+        info!(controller_id = %controller.inner.id, networks = controller.networks().len(), sandboxes = controller.sandboxes().len(), "network controller ready");
+        Ok(controller)
+    }
+
+    /// The controller's id (random, 64 hex characters, new at every start).
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// The configuration the controller was started with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The driver and IPAM registry.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// The names of the built-in network drivers.
+    pub fn builtin_drivers(&self) -> Vec<String> {
+        BUILTIN_DRIVERS.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    /// The names of the built-in IPAM drivers.
+    pub fn builtin_ipam_drivers(&self) -> Vec<String> {
+        vec![
+            libnetwork_ipamapi::DEFAULT_IPAM.to_owned(),
+            libnetwork_ipamapi::NULL_IPAM.to_owned(),
+        ]
+    }
+
+    /// The bridge driver (for its settings, firewall and port mapper).
+    pub fn bridge_driver(&self) -> &BridgeDriver {
+        &self.inner.bridge
+    }
+
+    /// Creates a network of type `network_type` named `name` (libnetwork's `NewNetwork`); see
+    /// [`NetworkOptions`] and the crate docs for the rules.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::InvalidId`], [`Error::NetworkExists`] (Conflict, for a
+    /// taken name or id), [`Error::UnknownDriver`], [`Error::UnknownIpam`], [`Error::Forbidden`]
+    /// for the config-only and scope rules, [`Error::NoSuchNetwork`] for a missing
+    /// configuration network, and the wrapped errors of IPAM, the driver and the store.
+    /// Nothing is left behind on error.
+    pub async fn new_network(
+        &self,
+        network_type: &str,
+        name: &str,
+        options: NetworkOptions,
+    ) -> Result<Network> {
+        crate::network::create(&self.inner, network_type, name, options).await
+    }
+
+    /// Every network, in id order (not those being created or deleted).
+    pub fn networks(&self) -> Vec<Network> {
+        self.inner.visible_networks()
+    }
+
+    /// Calls `f` on each network until it breaks.
+    pub fn walk_networks(&self, mut f: impl FnMut(&Network) -> ControlFlow<()>) {
+        for n in self.networks() {
+            if f(&n).is_break() {
+                return;
+            }
+        }
+    }
+
+    /// The network named `name`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] for an empty name, [`Error::NoSuchNetwork`].
+    pub fn network_by_name(&self, name: &str) -> Result<Network> {
+        if name.is_empty() {
+            return Err(Error::InvalidName("find network"));
+        }
+        self.networks()
+            .into_iter()
+            .find(|n| n.name() == name)
+            .ok_or_else(|| Error::NoSuchNetwork(name.to_owned()))
+    }
+
+    /// The network with id `id`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidId`] for an empty id, [`Error::NoSuchNetwork`].
+    pub fn network_by_id(&self, id: &str) -> Result<Network> {
+        if id.is_empty() {
+            return Err(Error::InvalidId {
+                op: "find network",
+                id: String::new(),
+            });
+        }
+        self.networks()
+            .into_iter()
+            .find(|n| n.id() == id)
+            .ok_or_else(|| Error::NoSuchNetwork(id.to_owned()))
+    }
+
+    /// Creates the sandbox of a container (libnetwork's `NewSandbox`): a new network namespace
+    /// (or the host's, with [`SandboxOptions::use_default_sandbox`]) and its `hosts` and
+    /// `resolv.conf` files.
+    ///
+    /// # Errors
+    /// [`Error::InvalidContainerId`], [`Error::Forbidden`] when the container has a sandbox,
+    /// and the wrapped errors of the kernel, the files and the store. Nothing is left behind
+    /// on error.
+    pub async fn new_sandbox(
+        &self,
+        container_id: &str,
+        options: SandboxOptions,
+    ) -> Result<Sandbox> {
+        crate::sandbox::create(&self.inner, container_id, options).await
+    }
+
+    /// Every sandbox, in id order.
+    pub fn sandboxes(&self) -> Vec<Sandbox> {
+        let entries: Vec<_> = lock(&self.inner.state)
+            .sandboxes
+            .values()
+            .cloned()
+            .collect();
+        entries
+            .into_iter()
+            .map(|entry| Sandbox::from_entry(self.inner.clone(), entry))
+            .collect()
+    }
+
+    /// Calls `f` on each sandbox until it breaks.
+    pub fn walk_sandboxes(&self, mut f: impl FnMut(&Sandbox) -> ControlFlow<()>) {
+        for s in self.sandboxes() {
+            if f(&s).is_break() {
+                return;
+            }
+        }
+    }
+
+    /// The sandbox with id `id`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidId`] for an empty id, [`Error::NoSuchSandbox`].
+    pub fn sandbox_by_id(&self, id: &str) -> Result<Sandbox> {
+        if id.is_empty() {
+            return Err(Error::InvalidId {
+                op: "find sandbox",
+                id: String::new(),
+            });
+        }
+        let entry = lock(&self.inner.state).sandboxes.get(id).cloned();
+        entry
+            .map(|e| Sandbox::from_entry(self.inner.clone(), e))
+            .ok_or_else(|| Error::NoSuchSandbox(id.to_owned()))
+    }
+
+    /// The sandbox of container `container_id`.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchSandbox`].
+    pub fn sandbox_by_container(&self, container_id: &str) -> Result<Sandbox> {
+        self.sandboxes()
+            .into_iter()
+            .find(|s| s.container_id() == container_id)
+            .ok_or_else(|| Error::NoSuchSandbox(container_id.to_owned()))
+    }
+
+    /// Deletes the sandbox of `container_id`, if there is one (libnetwork's
+    /// `SandboxDestroy`: a missing sandbox is not an error).
+    ///
+    /// # Errors
+    /// As [`Sandbox::delete`].
+    pub async fn sandbox_destroy(&self, container_id: &str) -> Result<()> {
+        match self.sandbox_by_container(container_id) {
+            Ok(sb) => sb.delete().await,
+            Err(Error::NoSuchSandbox(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Stops the controller's background work: stops the embedded DNS servers and waits for
+    /// pending interface deletions (libnetwork's `Stop`). Networks, endpoints and sandboxes
+    /// stay (in the kernel and the store) for the next start. The store is closed when the
+    /// last handle is dropped.
+    pub async fn shutdown(&self) {
+        let sandboxes: Vec<_> = lock(&self.inner.state)
+            .sandboxes
+            .values()
+            .cloned()
+            .collect();
+        for sb in sandboxes {
+            sb.stop_resolver();
+        }
+        self.inner.bridge.settle().await;
+        info!(controller_id = %self.inner.id, "network controller stopped");
+    }
+}
+
+impl Inner {
+    /// Tells the step hook (if any) that `step` is reached.
+    pub(crate) fn step(&self, step: &str) {
+        if let Some(hook) = &self.config.step_hook {
+            debug!(step, "step reached");
+            hook(step);
+        }
+    }
+
+    /// The store of a network scope (`local`, `swarm` → local; `global`).
+    pub(crate) fn store_for(&self, scope: &str, op: &str) -> Result<Arc<dyn Store>> {
+        match store_scope(scope) {
+            Scope::Local => Ok(self.local_store.clone()),
+            Scope::Global => self.global_store.clone().ok_or_else(|| Error::NoStore {
+                op: op.to_owned(),
+                scope: scope.to_owned(),
+            }),
+        }
+    }
+
+    /// Networks that are neither being created nor deleted.
+    pub(crate) fn visible_networks(self: &Arc<Self>) -> Vec<Network> {
+        let entries: Vec<_> = lock(&self.state).networks.values().cloned().collect();
+        entries
+            .into_iter()
+            .filter(|e| e.is_visible())
+            .map(|entry| Network::from_entry(self.clone(), entry))
+            .collect()
+    }
+
+    /// A visible network entry by id.
+    pub(crate) fn network_entry(&self, id: &str) -> Option<Arc<NetworkEntry>> {
+        lock(&self.state)
+            .networks
+            .get(id)
+            .filter(|e| e.is_visible())
+            .cloned()
+    }
+
+    /// A sandbox entry by id.
+    pub(crate) fn sandbox_entry(&self, id: &str) -> Option<Arc<SandboxEntry>> {
+        lock(&self.state).sandboxes.get(id).cloned()
+    }
+
+    /// Every endpoint entry joined (or joining) to the sandbox `sbid`, with its network.
+    pub(crate) fn endpoints_of_sandbox(
+        &self,
+        sbid: &str,
+    ) -> Vec<(Arc<NetworkEntry>, Arc<EndpointEntry>)> {
+        let networks: Vec<_> = lock(&self.state).networks.values().cloned().collect();
+        let mut out = Vec::new();
+        for n in networks {
+            for ep in n.endpoint_entries() {
+                if ep.record().sandbox == sbid {
+                    out.push((n.clone(), ep));
+                }
+            }
+        }
+        out
+    }
+
+    /// Writes objects in one atomic batch of their store (the objects of one call must share
+    /// a scope). Objects that are not persisted are skipped.
+    pub(crate) async fn apply(&self, op: &str, batch: Batch) -> Result<()> {
+        if batch.ops.is_empty() {
+            return Ok(());
+        }
+        let store = self.store_for(batch.scope.as_deref().unwrap_or("local"), op)?;
+        let ops = batch.ops;
+        blocking(op, move || store.apply(ops))
+            .await?
+            .map(|_| ())
+            .map_err(Error::store(op))
+    }
+}
+
+/// A set of writes for [`Inner::apply`].
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    scope: Option<String>,
+    ops: Vec<Op>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    fn scope_of<T: KvObject>(&mut self, obj: &T) {
+        if self.scope.is_none() {
+            self.scope = Some(obj.data_scope().as_str().to_owned());
+        }
+    }
+
+    /// Adds a put of `obj` (unconditional: the controller is the only writer of its objects).
+    pub(crate) fn put<T: KvObject>(mut self, obj: &T) -> Self {
+        if obj.skip() {
+            return self;
+        }
+        self.scope_of(obj);
+        let value = serde_json::to_vec(obj).expect("records always encode");
+        self.ops.push(Op::Put {
+            key: object_key(obj),
+            value,
+            precondition: Precondition::None,
+        });
+        self
+    }
+
+    /// Adds a delete of `obj` (a missing key is fine: see [`Inner::delete`]).
+    pub(crate) fn delete<T: KvObject>(mut self, obj: &T) -> Self {
+        if obj.skip() {
+            return self;
+        }
+        self.scope_of(obj);
+        self.ops.push(Op::Delete {
+            key: object_key(obj),
+            precondition: Precondition::None,
+        });
+        self
+    }
+}
+
+impl Inner {
+    /// Applies a batch in which deleting a key that is already gone is not an error
+    /// (teardown is idempotent: a restart may run it again). One atomic batch when every key
+    /// to delete exists; otherwise the batch again without the deletes of missing keys.
+    pub(crate) async fn delete_keys(&self, op: &str, batch: Batch) -> Result<()> {
+        if batch.ops.is_empty() {
+            return Ok(());
+        }
+        let store = self.store_for(batch.scope.as_deref().unwrap_or("local"), op)?;
+        let ops = batch.ops;
+        blocking(op, move || match store.apply(ops.clone()) {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => {
+                let mut present = Vec::with_capacity(ops.len());
+                for o in ops {
+                    match &o {
+                        Op::Delete { key, .. } => match store.get(key) {
+                            Ok(_) => present.push(o),
+                            Err(e) if e.is_not_found() => {}
+                            Err(e) => return Err(e),
+                        },
+                        Op::Put { .. } => present.push(o),
+                    }
+                }
+                if present.is_empty() {
+                    return Ok(());
+                }
+                store.apply(present).map(|_| ())
+            }
+            Err(e) => Err(e),
+        })
+        .await?
+        .map_err(Error::store(op))
+    }
+}
+
+async fn open_local_store(config: &Config) -> Result<Arc<dyn Store>> {
+    let op = "open the local store";
+    let store: Arc<dyn Store> = match &config.local_store {
+        LocalStore::Redb => {
+            let dir = config.data_dir.clone();
+            Arc::new(
+                blocking(op, move || RedbStore::open_in_data_dir(&dir))
+                    .await?
+                    .map_err(Error::store(op))?,
+            )
+        }
+        LocalStore::RedbAt(path) => {
+            let path: PathBuf = path.clone();
+            Arc::new(
+                blocking(op, move || RedbStore::open(&path))
+                    .await?
+                    .map_err(Error::store(op))?,
+            )
+        }
+        LocalStore::Memory => Arc::new(MemoryStore::new()),
+        LocalStore::Custom(store) => store.clone(),
+    };
+    Ok(store)
+}
+
+async fn open_global_store(config: &Config) -> Result<Option<Arc<dyn Store>>> {
+    let op = "open the global store";
+    Ok(match &config.global_store {
+        None => None,
+        Some(GlobalStore::Custom(store)) => Some(store.clone()),
+        Some(GlobalStore::Etcd(endpoints)) => {
+            let endpoints = endpoints.clone();
+            let store = blocking(op, move || EtcdStore::connect(&endpoints))
+                .await?
+                .map_err(Error::store(op))?;
+            Some(Arc::new(store))
+        }
+    })
+}
+
+/// The host's link-scope routes (their destinations), which automatic local pools avoid.
+async fn host_link_routes(host: &Host) -> Vec<ipnet::IpNet> {
+    let mut out = Vec::new();
+    for v6 in [false, true] {
+        match host.netlink().routes(v6).await {
+            Ok(routes) => out.extend(
+                routes
+                    .into_iter()
+                    .filter(|r| r.link_scope && !r.is_default())
+                    .map(|r| r.destination),
+            ),
+            Err(e) => warn!(error = %e, ipv6 = v6, "host routes not read; pools may overlap them"),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_ids_are_64_hex_characters_and_differ() {
+        let a = random_id();
+        let b = random_id();
+        assert_eq!(a.len(), 64);
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
+        assert_ne!(a, b);
+        assert!(!a[..12].bytes().all(|c| c.is_ascii_digit()));
+    }
+}
