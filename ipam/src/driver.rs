@@ -25,6 +25,18 @@ use crate::{
 /// gives up.
 const MAX_ATTEMPTS: usize = 64;
 
+/// The pause after the `attempt`-th lost race: 50 µs times the attempt (at most 2 ms), scaled
+/// by a random factor between 0.5 and 1.5.
+fn conflict_backoff(attempt: usize) -> std::time::Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let base = 50 * (attempt as u64 + 1).min(40);
+    let jitter = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+        % 1000;
+    std::time::Duration::from_micros(base * (500 + jitter) / 1000)
+}
+
 /// How often loading an address space is retried when the store changes while it is read.
 const MAX_LOAD_ATTEMPTS: usize = 16;
 
@@ -346,7 +358,7 @@ impl DefaultIpam {
             return op(&mut state.core);
         }
         let mut verified = false;
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
             if state.spaces[si].stale {
                 state = self.wait_idle(state, si);
                 if state.spaces[si].stale {
@@ -392,7 +404,17 @@ impl DefaultIpam {
                 match p.tickets.remove(&ticket) {
                     Some(Outcome::Written) => return Ok(value),
                     Some(Outcome::Failed(e)) => return Err(e),
-                    _ => break, // discarded: run the request again
+                    _ => {
+                        // Discarded: another allocator sharing the store won the race. Back
+                        // off for a random moment that grows with the attempts, without the
+                        // lock, so contending allocators stop invalidating each other's writes
+                        // (without it four busy threads on two allocators could starve one
+                        // request through all its attempts).
+                        drop(state);
+                        std::thread::sleep(conflict_backoff(attempt));
+                        state = self.lock();
+                        break;
+                    }
                 }
             }
         }
