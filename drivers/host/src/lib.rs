@@ -10,7 +10,10 @@
 //! interface, no gateway and no routes.
 //!
 //! # Layout
-//! - this file: [`HostDriver`], [`register`], [`Error`] and the tests.
+//! - this file: [`HostDriver`] (the `host` kind of the single-instance driver), [`register`]
+//!   and the tests.
+//! - `single`: [`SingleInstanceDriver`], [`NetworkKind`] and [`Error`], shared with the `null`
+//!   driver.
 //!
 //! # Design decisions
 //! - The driver's own [`Error`] converts into [`libnetwork_driverapi::Error::Driver`] with the
@@ -19,69 +22,25 @@
 //!   network: the controller creates the host network once per driver instance.
 #![forbid(unsafe_code)]
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError};
+mod single;
 
-use async_trait::async_trait;
-use libnetwork_driverapi::{
-    Capability, CreateNetworkRequest, CreateNetworkResult, Driver, EndpointInterface,
-    EndpointOptions, JoinInfo, JoinOptions, Registry, Sandbox,
-};
-use libnetwork_types::ErrorKind;
-use tracing::info;
+use libnetwork_driverapi::Registry;
+
+pub use single::{Error, NetworkKind, SingleInstanceDriver};
+
+/// The `host` network kind.
+#[derive(Debug)]
+pub struct Host;
+
+impl NetworkKind for Host {
+    const NETWORK_TYPE: &'static str = "host";
+}
 
 /// The network type of this driver.
-pub const NETWORK_TYPE: &str = "host";
-
-/// Errors of the host driver.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// A host network exists already; there is only one. Nothing changed.
-    #[error("create network {requested}: only one instance of \"host\" network is allowed")]
-    SingleInstance {
-        /// The id of the network asked for.
-        requested: String,
-        /// The id of the existing host network.
-        existing: String,
-    },
-    /// The host network cannot be deleted. Nothing changed.
-    #[error("delete network {0}: network of type \"host\" cannot be deleted")]
-    NotDeletable(String),
-}
-
-impl Error {
-    /// The API class of this error: both variants are Forbidden.
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            Self::SingleInstance { .. } | Self::NotDeletable(_) => ErrorKind::Forbidden,
-        }
-    }
-}
-
-impl From<Error> for libnetwork_driverapi::Error {
-    fn from(e: Error) -> Self {
-        Self::Driver {
-            driver: NETWORK_TYPE.to_owned(),
-            kind: e.kind(),
-            source: Arc::new(e),
-        }
-    }
-}
+pub const NETWORK_TYPE: &str = Host::NETWORK_TYPE;
 
 /// The host driver.
-#[derive(Debug, Default)]
-pub struct HostDriver {
-    /// The id of the host network, once created.
-    network: Mutex<Option<String>>,
-}
-
-impl HostDriver {
-    /// A driver with no network yet.
-    pub fn new() -> Self {
-        Self::default()
-    }
-}
+pub type HostDriver = SingleInstanceDriver<Host>;
 
 /// Registers a new [`HostDriver`] for the network type [`NETWORK_TYPE`] (libnetwork's
 /// `host.Init`).
@@ -90,100 +49,7 @@ impl HostDriver {
 /// As [`Registry::register_driver`]: [`libnetwork_driverapi::Error::ActiveRegistration`] when
 /// a built-in driver is registered as `host` already.
 pub fn register(registry: &Registry) -> Result<(), libnetwork_driverapi::Error> {
-    registry.register_driver(NETWORK_TYPE, Arc::new(HostDriver::new()))
-}
-
-#[async_trait]
-impl Driver for HostDriver {
-    fn driver_type(&self) -> &str {
-        NETWORK_TYPE
-    }
-
-    fn capability(&self) -> Capability {
-        Capability::LOCAL
-    }
-
-    async fn create_network(
-        &self,
-        request: &CreateNetworkRequest,
-    ) -> Result<CreateNetworkResult, libnetwork_driverapi::Error> {
-        let mut network = self.network.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(existing) = network.as_ref() {
-            return Err(Error::SingleInstance {
-                requested: request.network_id.clone(),
-                existing: existing.clone(),
-            }
-            .into());
-        }
-        *network = Some(request.network_id.clone());
-        info!(network_id = %request.network_id, "created host network");
-        Ok(CreateNetworkResult::default())
-    }
-
-    async fn delete_network(&self, network_id: &str) -> Result<(), libnetwork_driverapi::Error> {
-        Err(Error::NotDeletable(network_id.to_owned()).into())
-    }
-
-    async fn create_endpoint(
-        &self,
-        _network_id: &str,
-        _endpoint_id: &str,
-        _interface: &mut EndpointInterface,
-        _options: &EndpointOptions,
-    ) -> Result<(), libnetwork_driverapi::Error> {
-        Ok(())
-    }
-
-    async fn delete_endpoint(
-        &self,
-        _network_id: &str,
-        _endpoint_id: &str,
-    ) -> Result<(), libnetwork_driverapi::Error> {
-        Ok(())
-    }
-
-    async fn endpoint_oper_info(
-        &self,
-        _network_id: &str,
-        _endpoint_id: &str,
-    ) -> Result<BTreeMap<String, serde_json::Value>, libnetwork_driverapi::Error> {
-        Ok(BTreeMap::new())
-    }
-
-    async fn join(
-        &self,
-        _network_id: &str,
-        _endpoint_id: &str,
-        _sandbox: &Sandbox,
-        _options: &JoinOptions,
-    ) -> Result<JoinInfo, libnetwork_driverapi::Error> {
-        Ok(JoinInfo::default())
-    }
-
-    async fn leave(
-        &self,
-        _network_id: &str,
-        _endpoint_id: &str,
-    ) -> Result<(), libnetwork_driverapi::Error> {
-        Ok(())
-    }
-
-    async fn program_external_connectivity(
-        &self,
-        _network_id: &str,
-        _endpoint_id: &str,
-        _options: &EndpointOptions,
-    ) -> Result<(), libnetwork_driverapi::Error> {
-        Ok(())
-    }
-
-    async fn revoke_external_connectivity(
-        &self,
-        _network_id: &str,
-        _endpoint_id: &str,
-    ) -> Result<(), libnetwork_driverapi::Error> {
-        Ok(())
-    }
+    HostDriver::register(registry)
 }
 
 #[cfg(test)]
@@ -194,6 +60,14 @@ mod tests {
     use libnetwork_testutil::{in_new_netns, privileged};
 
     use super::*;
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use libnetwork_driverapi::{
+        Capability, CreateNetworkRequest, CreateNetworkResult, Driver, EndpointInterface,
+        EndpointOptions, JoinInfo, JoinOptions,
+    };
+    use libnetwork_types::ErrorKind;
 
     fn request(id: &str) -> CreateNetworkRequest {
         CreateNetworkRequest {
@@ -248,6 +122,7 @@ mod tests {
             assert_eq!(
                 own_error(&err),
                 &Error::SingleInstance {
+                    network_type: NETWORK_TYPE,
                     requested: id.to_owned(),
                     existing: "n1".to_owned()
                 }
@@ -293,7 +168,13 @@ mod tests {
             err.to_string(),
             "host driver: delete network n1: network of type \"host\" cannot be deleted"
         );
-        assert_eq!(own_error(&err), &Error::NotDeletable("n1".to_owned()));
+        assert_eq!(
+            own_error(&err),
+            &Error::NotDeletable {
+                network_type: NETWORK_TYPE,
+                network: "n1".to_owned(),
+            }
+        );
         // Still there: a new network is refused.
         assert!(d.create_network(&request("n2")).await.is_err());
     }
