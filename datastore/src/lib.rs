@@ -53,6 +53,7 @@ pub mod etcd;
 pub mod memory;
 pub mod object;
 pub mod redb;
+mod wal;
 pub mod watch;
 
 pub use crate::error::Error;
@@ -62,7 +63,7 @@ pub use crate::object::{
     KvObject, delete_object, delete_object_atomic, delete_tree, get_object, list_objects,
     object_key, put_object, put_object_atomic,
 };
-pub use crate::redb::{CommitStats, RedbStore};
+pub use crate::redb::{CommitStats, Durability, RedbOptions, RedbStore};
 pub use crate::watch::Watcher;
 
 /// The root of every key, as in libnetwork.

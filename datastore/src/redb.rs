@@ -28,6 +28,16 @@
 //! written. [`RedbStore::commit_stats`] counts requests and commits, so callers can see how
 //! well writes were batched.
 //!
+//! ## Durability
+//!
+//! [`Durability::Immediate`] (what [`RedbStore::open`] gives) answers a writer only after the
+//! commit is on disk. [`Durability::Deferred`] answers it once the write is committed without a
+//! sync and appended to a write-ahead log next to the file (`<file>.wal`, see the `wal` module),
+//! and makes a durable commit (which empties the log) at most `within` after the first write it
+//! has not synced. A crash of the process loses no answered write (the log is replayed at the
+//! next open); a crash of the machine may lose the writes of the last `within`, never leaving a
+//! half-applied request. This takes the `fdatasync` (0.6 to 2 ms here) off every writer's path.
+//!
 //! Reads do not go through the committer: they open their own read transaction, which sees the
 //! last committed state (redb readers never block the writer).
 //!
@@ -41,10 +51,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 use ::redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction};
-use tracing::{debug, info, trace};
+use tracing::{debug, info, trace, warn};
 
+use crate::wal::{Change, Record, Wal};
 use crate::watch::Hub;
 use crate::{Error, KvPair, Op, Precondition, Scope, Store, WatchEvent, Watcher};
 
@@ -60,6 +72,27 @@ const PAIRS: TableDefinition<'_, &str, (u64, &[u8])> = TableDefinition::new("pai
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 /// The last revision handed out.
 const REVISION: &str = "revision";
+
+/// When a write reaches the disk (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Every commit is synced before its writers are answered.
+    #[default]
+    Immediate,
+    /// Writers are answered once their write is committed and logged without a sync; a durable
+    /// commit follows at most `within` later.
+    Deferred {
+        /// The longest a write stays unsynced.
+        within: Duration,
+    },
+}
+
+/// How to open a [`RedbStore`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RedbOptions {
+    /// When writes reach the disk.
+    pub durability: Durability,
+}
 
 /// The local-scope store: one redb file, durable writes, concurrent writers batched into one
 /// commit (see the module docs).
@@ -77,8 +110,11 @@ pub struct RedbStore {
 pub struct CommitStats {
     /// Write requests (puts, deletes, applies) handled by the committer, failed ones included.
     pub requests: u64,
-    /// Durable commits made for them. `requests / commits` is the mean batch size.
+    /// Commits made for them. `requests / commits` is the mean batch size.
     pub commits: u64,
+    /// Commits that synced the file: every commit with [`Durability::Immediate`], one per
+    /// `within` at most with [`Durability::Deferred`].
+    pub synced: u64,
 }
 
 /// What the store and its committer thread share.
@@ -89,6 +125,7 @@ struct Shared {
     hub: Mutex<Hub>,
     requests: AtomicU64,
     commits: AtomicU64,
+    synced: AtomicU64,
 }
 
 /// One write request: its ops (validated) and where to send the outcome.
@@ -124,6 +161,16 @@ impl RedbStore {
     /// Errors: [`Error::Open`] when the directory or file cannot be created, the file is not a
     /// redb database, or it is already open (in this process or another one).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
+        Self::open_with(path, RedbOptions::default())
+    }
+
+    /// Opens the store file at `path` like [`RedbStore::open`], with `options`. With
+    /// [`Durability::Deferred`], writes a crashed process left in the write-ahead log are applied
+    /// first. Whatever the options, a log left by an earlier deferred store is replayed.
+    ///
+    /// Errors: as [`RedbStore::open`]; also [`Error::Open`] when the log cannot be read or
+    /// replayed.
+    pub fn open_with(path: impl AsRef<Path>, options: RedbOptions) -> Result<Self, Error> {
         let path = path.as_ref().to_path_buf();
         let open_error = |source: ::redb::Error| Error::Open {
             path: path.clone(),
@@ -141,21 +188,37 @@ impl RedbStore {
         txn.open_table(META).map_err(|e| open_error(e.into()))?;
         txn.commit().map_err(|e| open_error(e.into()))?;
 
+        let (mut wal, records, torn) =
+            Wal::open(Wal::path_of(&path)).map_err(|e| open_error(e.into()))?;
+        if torn > 0 {
+            warn!(path = %wal.path().display(), bytes = torn, "torn tail of the write-ahead log dropped");
+        }
+        let replayed = replay(&db, &records).map_err(open_error)?;
+        wal.truncate(0).map_err(|e| open_error(e.into()))?;
+        if replayed > 0 {
+            info!(path = %path.display(), writes = replayed, "writes of a crashed process recovered from the log");
+        }
+
         let shared = Arc::new(Shared {
             db,
             hub: Mutex::new(Hub::default()),
             requests: AtomicU64::new(0),
             commits: AtomicU64::new(0),
+            synced: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::channel();
         let committer = {
             let shared = shared.clone();
+            let log = match options.durability {
+                Durability::Immediate => None,
+                Durability::Deferred { within } => Some((wal, within)),
+            };
             thread::Builder::new()
                 .name("redb-commit".to_owned())
-                .spawn(move || run_committer(&shared, &rx))
+                .spawn(move || run_committer(&shared, &rx, log))
                 .map_err(|e| open_error(e.into()))?
         };
-        info!(path = %path.display(), "opened local store");
+        info!(path = %path.display(), durability = ?options.durability, "opened local store");
         Ok(Self {
             path,
             shared,
@@ -174,6 +237,7 @@ impl RedbStore {
         CommitStats {
             requests: self.shared.requests.load(Ordering::Relaxed),
             commits: self.shared.commits.load(Ordering::Relaxed),
+            synced: self.shared.synced.load(Ordering::Relaxed),
         }
     }
 
@@ -288,9 +352,35 @@ fn lock_hub(shared: &Shared) -> MutexGuard<'_, Hub> {
     shared.hub.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The committer thread: batches queued requests until the store is dropped.
-fn run_committer(shared: &Shared, requests: &Receiver<Request>) {
-    while let Ok(first) = requests.recv() {
+/// The committer thread: batches queued requests until the store is dropped. With a log
+/// (deferred durability), commits are not synced; a durable commit follows at most `within`
+/// after the first unsynced one, and when the store is dropped.
+fn run_committer(shared: &Shared, requests: &Receiver<Request>, mut log: Option<(Wal, Duration)>) {
+    // When the oldest unsynced commit was made.
+    let mut unsynced_since: Option<Instant> = None;
+    loop {
+        let first = match (unsynced_since, &log) {
+            (Some(since), Some((_, within))) => {
+                let wait = (since + *within).saturating_duration_since(Instant::now());
+                match requests.recv_timeout(wait) {
+                    Ok(request) => request,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        if sync(shared, log.as_mut().map(|(wal, _)| wal)) {
+                            unsynced_since = None;
+                        } else {
+                            // Retried after another `within`; the log still holds the writes.
+                            unsynced_since = Some(Instant::now());
+                        }
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            _ => match requests.recv() {
+                Ok(request) => request,
+                Err(_) => break,
+            },
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match requests.try_recv() {
@@ -298,21 +388,56 @@ fn run_committer(shared: &Shared, requests: &Receiver<Request>) {
                 Err(_) => break,
             }
         }
-        let outcomes = commit_batch(shared, &batch);
+        let (outcomes, committed) = commit_batch(shared, &batch, log.as_mut().map(|(w, _)| w));
+        if committed && log.is_some() && unsynced_since.is_none() {
+            unsynced_since = Some(Instant::now());
+        }
         for (request, outcome) in batch.into_iter().zip(outcomes) {
             // A writer that went away (it cannot: it blocks on the answer) needs no answer.
             let _ = request.reply.send(outcome);
         }
     }
+    if unsynced_since.is_some() {
+        sync(shared, log.as_mut().map(|(wal, _)| wal));
+    }
 }
 
-/// Runs `batch` in one transaction and one durable commit; returns one outcome per request.
-fn commit_batch(shared: &Shared, batch: &[Request]) -> Vec<Result<u64, Error>> {
+/// Makes every earlier commit durable with an empty synced commit, then empties the log.
+/// Failures are logged (no writer is waiting for this): the log keeps the writes.
+fn sync(shared: &Shared, wal: Option<&mut Wal>) -> bool {
+    let result = shared
+        .db
+        .begin_write()
+        .map_err(Error::storage("begin sync transaction"))
+        .and_then(|txn| txn.commit().map_err(Error::storage("sync commit")));
+    if let Err(e) = result {
+        warn!(error = %e, "deferred writes not synced yet, will retry");
+        return false;
+    }
+    shared.synced.fetch_add(1, Ordering::Relaxed);
+    if let Some(wal) = wal
+        && let Err(e) = wal.truncate(0)
+    {
+        // Harmless: records already in the database are skipped when the log is replayed.
+        warn!(path = %wal.path().display(), error = %e, "write-ahead log not emptied");
+    }
+    trace!("deferred writes synced");
+    true
+}
+
+/// Runs `batch` in one transaction and one commit; returns one outcome per request and whether
+/// something was committed.
+fn commit_batch(
+    shared: &Shared,
+    batch: &[Request],
+    wal: Option<&mut Wal>,
+) -> (Vec<Result<u64, Error>>, bool) {
     shared
         .requests
         .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    let deferred = wal.is_some();
     let mut hub = lock_hub(shared);
-    match write_batch(&shared.db, batch) {
+    match write_batch(&shared.db, batch, wal) {
         Ok(Written {
             outcomes,
             events,
@@ -320,12 +445,15 @@ fn commit_batch(shared: &Shared, batch: &[Request]) -> Vec<Result<u64, Error>> {
         }) => {
             if committed {
                 shared.commits.fetch_add(1, Ordering::Relaxed);
+                if !deferred {
+                    shared.synced.fetch_add(1, Ordering::Relaxed);
+                }
             }
             hub.publish(&events);
-            outcomes
+            (outcomes, committed)
         }
         // Every writer of the batch gets the cause; they report it.
-        Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
+        Err(e) => (batch.iter().map(|_| Err(e.clone())).collect(), false),
     }
 }
 
@@ -337,10 +465,11 @@ struct Written {
     committed: bool,
 }
 
-/// Applies the requests that pass their checks in one write transaction and commits it. An
-/// `Err` means the whole batch failed and nothing of it was written.
-fn write_batch(db: &Database, batch: &[Request]) -> Result<Written, Error> {
-    let txn = db
+/// Applies the requests that pass their checks in one write transaction and commits it: synced
+/// without a log, unsynced but logged first with one. An `Err` means the whole batch failed and
+/// nothing of it was written (nor logged).
+fn write_batch(db: &Database, batch: &[Request], wal: Option<&mut Wal>) -> Result<Written, Error> {
+    let mut txn = db
         .begin_write()
         .map_err(Error::storage("begin write transaction"))?;
     let (outcomes, events) = apply_requests(&txn, batch)?;
@@ -353,7 +482,24 @@ fn write_batch(db: &Database, batch: &[Request]) -> Result<Written, Error> {
             committed: false,
         });
     }
-    txn.commit().map_err(Error::storage("commit transaction"))?;
+    match wal {
+        None => txn.commit().map_err(Error::storage("commit transaction"))?,
+        Some(wal) => {
+            txn.set_durability(::redb::Durability::None)
+                .map_err(Error::storage("defer the commit"))?;
+            let records = log_records(batch, &outcomes);
+            let before = wal.len();
+            wal.append(&records)
+                .map_err(Error::storage("append to the write-ahead log"))?;
+            if let Err(e) = txn.commit() {
+                // The writers are told the batch failed: it must not come back at replay.
+                if let Err(undo) = wal.truncate(before) {
+                    warn!(error = %undo, "failed batch not cut from the write-ahead log");
+                }
+                return Err(Error::storage("commit transaction")(e));
+            }
+        }
+    }
     debug!(
         requests = batch.len(),
         changes = events.len(),
@@ -364,6 +510,62 @@ fn write_batch(db: &Database, batch: &[Request]) -> Result<Written, Error> {
         events,
         committed: true,
     })
+}
+
+/// The log records of the requests of `batch` that succeeded.
+fn log_records(batch: &[Request], outcomes: &[Result<u64, Error>]) -> Vec<Record> {
+    batch
+        .iter()
+        .zip(outcomes)
+        .filter_map(|(request, outcome)| {
+            let revision = *outcome.as_ref().ok()?;
+            let changes = request
+                .ops
+                .iter()
+                .map(|op| match op {
+                    Op::Put { key, value, .. } => Change::Put {
+                        key: key.clone(),
+                        value: value.clone(),
+                    },
+                    Op::Delete { key, .. } => Change::Delete { key: key.clone() },
+                })
+                .collect();
+            Some(Record { revision, changes })
+        })
+        .collect()
+}
+
+/// Applies the logged writes newer than the database's revision, in one synced commit.
+/// Returns how many were applied.
+fn replay(db: &Database, records: &[Record]) -> Result<usize, ::redb::Error> {
+    if records.is_empty() {
+        return Ok(0);
+    }
+    let txn = db.begin_write()?;
+    let mut applied = 0;
+    {
+        let mut pairs = txn.open_table(PAIRS)?;
+        let mut meta = txn.open_table(META)?;
+        let mut revision = meta.get(REVISION)?.map_or(0, |g| g.value());
+        let stored = revision;
+        for record in records.iter().filter(|r| r.revision > stored) {
+            for change in &record.changes {
+                match change {
+                    Change::Put { key, value } => {
+                        pairs.insert(key.as_str(), (record.revision, value.as_slice()))?;
+                    }
+                    Change::Delete { key } => {
+                        pairs.remove(key.as_str())?;
+                    }
+                }
+            }
+            revision = record.revision;
+            applied += 1;
+        }
+        meta.insert(REVISION, revision)?;
+    }
+    txn.commit()?;
+    Ok(applied)
 }
 
 type Applied = (Vec<Result<u64, Error>>, Vec<WatchEvent>);

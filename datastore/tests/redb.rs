@@ -172,3 +172,147 @@ fn watchers_end_when_the_store_is_dropped() {
     ));
     assert!(matches!(watcher.recv(), Err(Error::WatchEnded(_))));
 }
+
+// ----- deferred durability -----
+
+mod deferred {
+    use std::path::Path;
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
+    use libnetwork_datastore::{Durability, Precondition, RedbOptions, RedbStore, Store};
+
+    use super::common::{self, Fixture};
+
+    fn open(path: &Path, within: Duration) -> RedbStore {
+        RedbStore::open_with(
+            path,
+            RedbOptions {
+                durability: Durability::Deferred { within },
+            },
+        )
+        .unwrap()
+    }
+
+    fn redb_deferred(name: &str) -> Option<Fixture> {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir.path().join("local-kv.redb"), Duration::from_millis(5));
+        Some(Fixture {
+            store: Box::new(store),
+            ns: name.to_owned(),
+            _keep: Box::new(dir),
+        })
+    }
+
+    store_behaviours!(redb_deferred);
+
+    /// The child half of `writes_survive_a_crash_of_the_process`: writes, then dies without
+    /// running any destructor (so the store never syncs).
+    #[test]
+    #[ignore = "run by writes_survive_a_crash_of_the_process in a child process"]
+    fn crash_writer() {
+        let Ok(path) = std::env::var("DEFERRED_CRASH_STORE") else {
+            return;
+        };
+        let store = open(Path::new(&path), Duration::from_secs(3600));
+        for i in 0..50 {
+            store
+                .put(
+                    &format!("k/{i:02}"),
+                    format!("v{i}").as_bytes(),
+                    Precondition::None,
+                )
+                .unwrap();
+        }
+        store.delete("k/07", Precondition::None).unwrap();
+        assert_eq!(
+            store.commit_stats().synced,
+            0,
+            "nothing may be synced before the crash"
+        );
+        std::process::abort();
+    }
+
+    #[test]
+    fn writes_survive_a_crash_of_the_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kv.redb");
+        let status = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "deferred::crash_writer",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("DEFERRED_CRASH_STORE", &path)
+            .status()
+            .unwrap();
+        assert!(!status.success(), "the child must crash");
+        let wal = dir.path().join("kv.redb.wal");
+        assert!(
+            std::fs::metadata(&wal).unwrap().len() > 0,
+            "the writes are only in the log"
+        );
+
+        let store = RedbStore::open(&path).unwrap();
+        let keys: Vec<String> = store
+            .list("k/")
+            .unwrap()
+            .into_iter()
+            .map(|p| p.key)
+            .collect();
+        assert_eq!(keys.len(), 49, "{keys:?}");
+        assert!(!keys.contains(&"k/07".to_string()));
+        assert_eq!(store.get("k/49").unwrap().value, b"v49");
+        // Revisions go on from the recovered ones.
+        let next = store.put("k/new", b"x", Precondition::Absent).unwrap();
+        assert!(next > store.get("k/49").unwrap().index);
+    }
+
+    #[test]
+    fn writers_do_not_wait_for_a_sync_and_one_follows_within_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir.path().join("kv.redb"), Duration::from_millis(20));
+        for i in 0..20 {
+            store
+                .put(&format!("k/{i}"), b"v", Precondition::None)
+                .unwrap();
+        }
+        let start = Instant::now();
+        while store.commit_stats().synced == 0 {
+            assert!(start.elapsed() < Duration::from_secs(10), "never synced");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let stats = store.commit_stats();
+        assert!(stats.synced < stats.commits, "{stats:?}");
+        assert_eq!(store.list("k/").unwrap().len(), 20);
+    }
+
+    #[test]
+    fn dropping_the_store_syncs_and_empties_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kv.redb");
+        let store = open(&path, Duration::from_secs(3600));
+        store.put("a", b"1", Precondition::None).unwrap();
+        let wal = dir.path().join("kv.redb.wal");
+        assert!(std::fs::metadata(&wal).unwrap().len() > 0);
+        drop(store);
+        assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);
+        assert_eq!(
+            RedbStore::open(&path).unwrap().get("a").unwrap().value,
+            b"1"
+        );
+    }
+
+    #[test]
+    fn a_failed_request_is_not_logged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kv.redb");
+        let store = open(&path, Duration::from_secs(3600));
+        store.put("a", b"1", Precondition::Absent).unwrap();
+        let wal = dir.path().join("kv.redb.wal");
+        let len = std::fs::metadata(&wal).unwrap().len();
+        store.put("a", b"2", Precondition::Absent).unwrap_err();
+        assert_eq!(std::fs::metadata(&wal).unwrap().len(), len);
+    }
+}
