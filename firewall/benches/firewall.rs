@@ -8,6 +8,8 @@
 //!
 //! Cases, per backend (`nftables/...`, `iptables/...`), each timing one call (one batch):
 //! - `add_remove_network`: `add_network` then `remove_network` of a network with every rule;
+//! - `add_remove_mapping`: `add_port_mappings` then `remove_port_mappings` of one single-port
+//!   mapping (what publishing one port of a container costs, both ways);
 //! - `map_range_1000`, `map_range_10000`: one mapping of a range of 1000 / 10000 ports to the
 //!   same container ports;
 //! - `map_range_10000_shifted`: the same with the container ports shifted (nftables has no
@@ -85,6 +87,13 @@ fn bench_backend(c: &mut Criterion, name: &str, backend: BackendChoice) {
         b.iter(|| {
             fw.add_network(black_box(&net)).unwrap();
             fw.remove_network("br-churn").unwrap();
+        });
+    });
+    group.bench_function("add_remove_mapping", |b| {
+        let one = [mapping(7000, 1, 80)];
+        b.iter(|| {
+            fw.add_port_mappings(black_box(&one)).unwrap();
+            fw.remove_port_mappings(&one).unwrap();
         });
     });
     let cases = [

@@ -8,8 +8,10 @@
 //! [`Firewall::add_network`] / [`Firewall::remove_network`] and the port mapper
 //! [`Firewall::add_port_mappings`] / [`Firewall::remove_port_mappings`].
 //!
-//! The API is blocking: every change runs one external process (`nft -f -`, or
-//! `iptables-restore --noflush` plus `ip6tables-restore --noflush` when IPv6 is on) and waits
+//! The API is blocking. With nftables, a change of a network or of port mappings is one netlink
+//! transaction on a socket [`Firewall::new`] opened (tens of microseconds, no process); only
+//! [`Firewall::new`] and [`Firewall::reapply`] run `nft`. With iptables, every change runs
+//! `iptables-restore --noflush` (plus `ip6tables-restore --noflush` when IPv6 is on) and waits
 //! for it, a few milliseconds. Async callers use `tokio::task::spawn_blocking`. [`Firewall`] is
 //! `Send + Sync`; changes are serialised by an internal mutex.
 //!
@@ -17,9 +19,10 @@
 //! - this file: the API types, input validation, and the dispatch to a backend;
 //! - `nft`: the nftables backend, our own `table inet libnetwork` (its module doc draws the
 //!   table);
+//! - `nftnl`: the nf_tables netlink client of that backend (set element batches);
 //! - `iptables`: the iptables backend, Docker's chains (`DOCKER`, `DOCKER-USER`,
 //!   `DOCKER-FORWARD`, `DOCKER-ISOLATION-STAGE-1/2`) in `filter` and `nat`;
-//! - `tag`: the comments that tag our rules so a later process can find them;
+//! - `tag`: the comments that tag our rules and elements so a later process can find them;
 //! - `exec`: running the tools with a batch on standard input.
 //!
 //! # What the rules do (both backends)
@@ -39,26 +42,34 @@
 //!   flushed.
 //!
 //! # Design decisions
-//! - **One batch per change, never one process per rule.** One nftables transaction or one
-//!   `iptables-restore` run per call (both are atomic: all or nothing), 50 to 100 times faster
-//!   than a process per rule. Across IPv4 and IPv6 iptables runs, a failure of the second undoes
-//!   the first.
-//! - **A range is one rule.** A port range mapped to the same container ports is one DNAT rule
-//!   in both backends; a shifted range is one rule with iptables' `first-last/base` syntax
-//!   (Linux 4.19 and later) and, because nft 1.0 cannot express shifted ranges, one rule with an
-//!   anonymous map of one element per port in nftables (slower for large ranges, see the bench).
-//! - **nftables keyed by bridge name.** Per-network chains are reached through verdict maps keyed
-//!   by interface name, so a network is replaced by flushing and refilling its chains and removed
-//!   by deleting its map elements and chains; only mapping rules need handles.
+//! - **One transaction per change, never one process per rule.** One nftables netlink
+//!   transaction (no process at all) or one `iptables-restore` run per call (both are atomic: all
+//!   or nothing). Across IPv4 and IPv6 iptables runs, a failure of the second undoes the first.
+//! - **nftables: fixed rules, networks and mappings as set elements.** Every nftables rule is
+//!   installed once, by [`Firewall::new`]; the rules consult sets and maps keyed by bridge name,
+//!   subnet, protocol and port, and a network or a port mapping is a handful of elements of
+//!   them. Adding, replacing (old elements deleted, new ones added) and removing is one batch of
+//!   element changes sent on a netlink socket, with no `nft` process and no rule handles.
+//! - **A range is one rule or one element.** A port range mapped to the same container ports is
+//!   one DNAT rule with iptables and one interval element of a map with nftables; a shifted range
+//!   is one rule with iptables' `first-last/base` syntax (Linux 4.19 and later) and, because
+//!   nftables has no shifted ranges, one map element per port with nftables (all in the same
+//!   transaction).
 //! - **Restart-safe.** Base chains are flushed and refilled (nftables) or repaired in place
-//!   (iptables) by [`Firewall::new`]; rules of networks and mappings carry comment tags and are
-//!   read back, so a restarted process neither duplicates nor loses them, and
-//!   [`Firewall::port_mappings`] tells it what an earlier process published.
-//!   [`Firewall::reapply`] installs everything again after another tool flushed the ruleset.
+//!   (iptables) by [`Firewall::new`]; rules (iptables) and elements (nftables) of networks and
+//!   mappings carry comment tags and are read back, so a restarted process neither duplicates
+//!   nor loses them, and [`Firewall::port_mappings`] tells it what an earlier process published.
+//!   nftables tags carry a network's whole settings, so a network found at start can be removed
+//!   and re-applied exactly. [`Firewall::reapply`] installs everything again after another tool
+//!   flushed the ruleset.
 //!
 //! # Deliberate differences from libnetwork
-//! - Port mappings are one rule each, and their forwarding accept is one per network
-//!   (conntrack state DNAT) instead of one filter rule per port.
+//! - Port mappings are one rule (iptables) or one or more map elements (nftables) each, and
+//!   their forwarding accept is one per network (iptables) or one for all (nftables; conntrack
+//!   state DNAT) instead of one filter rule per port. Where mappings overlap, iptables uses the
+//!   first added; nftables prefers a host-specific mapping to an any-address one and a single
+//!   port to a range, and refuses two same-port ranges over the same port (which the port
+//!   allocator never asks for).
 //! - Published ports stay reachable from the same network through the host address with ICC off
 //!   (libnetwork drops hairpinned traffic then, unless its userland proxy carries it).
 //! - The `FORWARD` policy is not changed to DROP: unsolicited traffic into our bridges is
@@ -82,6 +93,7 @@ use tracing::{debug, info};
 mod exec;
 mod iptables;
 mod nft;
+mod nftnl;
 mod tag;
 
 /// Which backend [`Firewall::new`] should use.
@@ -100,7 +112,8 @@ pub enum BackendChoice {
 /// The backend a [`Firewall`] runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Backend {
-    /// Our own `table inet libnetwork`, changed with `nft -f -` transactions.
+    /// Our own `table inet libnetwork`: rules installed with `nft -f -`, networks and port
+    /// mappings changed as set elements in nftables netlink transactions.
     Nftables,
     /// Docker's chains in the `filter` and `nat` tables, changed with
     /// `iptables-restore --noflush` (and `ip6tables-restore --noflush`).
@@ -191,7 +204,8 @@ pub enum Error {
     /// A port mapping names a bridge that has no network in this firewall. Nothing was changed.
     #[error("{0}")]
     NetworkNotFound(String),
-    /// The backend tool rejected a batch; the message carries its stderr. A batch is one
+    /// The backend rejected a batch; the message carries the tool's stderr or, for nftables
+    /// element changes, the kernel's error and the set it concerned. A batch is one
     /// transaction, so nothing of it was applied.
     #[error("{what}: {stderr}")]
     Batch {
@@ -221,7 +235,8 @@ impl Error {
 /// The firewall of this host's (this network namespace's) bridge networks.
 ///
 /// `Send + Sync`; every method blocks until its batch has been applied, and changes are
-/// serialised.
+/// serialised. With nftables, changes go to the network namespace of the thread that called
+/// [`Firewall::new`] (where its netlink socket was opened), whichever thread makes them.
 #[derive(Debug)]
 pub struct Firewall {
     backend: Backend,
@@ -318,9 +333,10 @@ impl Firewall {
 
     /// Publishes ports: DNAT from other hosts and from the host itself (non-loopback addresses),
     /// hairpin NAT for networks with [`NetworkRules::hairpin`], and the forwarding accept for the
-    /// translated traffic. One rule per mapping whatever the size of its range. All mappings
-    /// are applied in one batch, or none; mappings already installed are skipped. A host
-    /// address `0.0.0.0` or `::` is taken as `None`.
+    /// translated traffic. One rule (iptables) or one map element (nftables) per mapping whatever
+    /// the size of its range, except that nftables needs one element per port when the
+    /// container ports are shifted. All mappings are applied in one batch, or none; mappings
+    /// already installed are skipped. A host address `0.0.0.0` or `::` is taken as `None`.
     ///
     /// # Errors
     /// [`Error::BadRequest`] for an invalid mapping; [`Error::NetworkNotFound`] when its bridge
@@ -354,8 +370,9 @@ impl Firewall {
 
     /// Installs again the base structure, every network and every port mapping this firewall
     /// knows, for when another tool flushed the ruleset (libnetwork re-programs on a firewalld
-    /// reload). Networks found at [`Firewall::new`] but never added by this process are not
-    /// re-created: their settings are unknown.
+    /// reload). With iptables, networks found at [`Firewall::new`] but never added by this
+    /// process are not re-created: their settings are unknown. nftables reads them from the
+    /// comments of the networks' elements and re-creates them too.
     ///
     /// # Errors
     /// As [`Firewall::new`].

@@ -1,82 +1,218 @@
 //! The nftables backend: everything lives in our own `table inet libnetwork`.
 //!
-//! Structure (installed by [`Nft::new`], base chains flushed and refilled on every start):
+//! Every rule is fixed and installed by [`Nft::new`] (and [`Nft::reapply`]) with one
+//! `nft -f -` run. What belongs to a network or a port mapping is an *element* of a set or map
+//! that those rules consult, so adding or removing a network or a mapping is one nftables
+//! netlink transaction of element additions and deletions (`nftnl`), without a process:
 //!
 //! ```text
 //! table inet libnetwork
-//!   set bridges      { type ifname }            every bridge of ours (isolation)
-//!   set no-hairpin   { type ifname }            bridges whose traffic is never DNATed
-//!   map from-bridge  { type ifname : verdict }  bridge -> jump from-<br>
-//!   map to-bridge    { type ifname : verdict }  bridge -> jump to-<br>
-//!   map nat-from     { type ifname : verdict }  bridge -> jump nat-<br> (traffic leaving it)
-//!   map nat-to       { type ifname : verdict }  bridge -> jump nat-<br> (traffic entering it)
-//!   chain docker-user                           the user's chain; created, never flushed
-//!   chain forward     filter/forward:    jump docker-user; iifname vmap @from-bridge;
-//!                                        oifname vmap @to-bridge
-//!   chain prerouting  nat/prerouting:    iifname != @no-hairpin fib daddr type local
-//!                                        jump published
-//!   chain output      nat/output:        (ip daddr != 127.0.0.0/8 | ip6 daddr != ::1)
-//!                                        fib daddr type local jump published
-//!   chain postrouting nat/postrouting:   iifname vmap @nat-from; oifname vmap @nat-to
-//!   chain published                      one DNAT rule per port mapping, tagged by comment
+//!   set bridges    { type ifname }                  every bridge of ours
+//!   set same       { type ifname . ifname }         "br" . "br" for every bridge
+//!   set no-icc     { type ifname }                  bridges with icc off
+//!   set internal   { type ifname }                  internal networks
+//!   set no-hairpin { type ifname }                  bridges whose traffic is never DNATed
+//!   set masq       { type ifname }                  bridges with masquerade on (not internal)
+//!   map snat4      { type ifname : ipv4_addr }      bridge : snat source
+//!   set nets4      { type ipv4_addr . ifname; flags interval }  subnet . bridge of networks
+//!   set nets6      { type ipv6_addr . ifname; flags interval }  with masquerade or hairpin
+//!   map pub4       { type inet_proto . inet_service : ipv4_addr; flags interval }
+//!   map pub4-host  { type ipv4_addr . inet_proto . inet_service : ipv4_addr; flags interval }
+//!   map pub4-port  { type inet_proto . inet_service : ipv4_addr . inet_service }
+//!   map pub4-host-port { type ipv4_addr . inet_proto . inet_service
+//!                        : ipv4_addr . inet_service }
+//!   map pub6, pub6-host, pub6-port, pub6-host-port     the same for IPv6
+//!   chain docker-user                                  the user's chain; created, never flushed
+//!   chain forward     filter/forward:
+//!       jump docker-user
+//!       iifname . oifname @same iifname != @no-icc accept
+//!       iifname . oifname @same iifname != @internal ct status dnat accept
+//!       iifname . oifname @same drop
+//!       iifname @bridges oifname @bridges drop
+//!       iifname @internal drop
+//!       oifname @internal drop
+//!       iifname @bridges accept
+//!       oifname @bridges ct state established,related accept
+//!       oifname @bridges ct status dnat accept
+//!       oifname @bridges drop
+//!   chain prerouting  nat/prerouting:   iifname != @no-hairpin fib daddr type local
+//!                                       jump published
+//!   chain output      nat/output:       (ip daddr != 127.0.0.0/8 | ip6 daddr != ::1)
+//!                                       fib daddr type local jump published
+//!   chain postrouting nat/postrouting:
+//!       ip saddr . oifname @nets4 oifname != @no-hairpin ct status dnat masquerade  (and ip6)
+//!       iifname . oifname @same return
+//!       ip saddr . iifname @nets4 snat ip to iifname map @snat4
+//!       ip saddr . iifname @nets4 iifname @masq masquerade                           (and ip6)
+//!   chain published
+//!       meta l4proto { tcp, udp, sctp } dnat ip to ip daddr . meta l4proto . th dport
+//!           map @pub4-host-port
+//!       dnat ip to ip daddr . meta l4proto . th dport map @pub4-host
+//!       meta nfproto ipv4 meta l4proto { tcp, udp, sctp } dnat ip to meta l4proto . th dport
+//!           map @pub4-port
+//!       meta nfproto ipv4 dnat ip to meta l4proto . th dport map @pub4
+//!       (and the same four for IPv6)
 //! ```
 //!
-//! Each network adds three regular chains and one element per set/map, all keyed by the bridge
-//! name (the NAT chain is reached by output interface too: when br_netfilter bridges a hairpin
-//! connection after DNAT, postrouting sees no input interface), so a network is replaced by flushing and refilling its chains and removed by deleting
-//! its elements and chains: no rule handles are needed except for port mappings, whose handles
-//! come back from `nft --echo --handle` (and from listing the table at start).
+//! IPv6 rules are only installed with IPv6 on; the IPv6 sets always exist.
+//!
+//! Sets keyed by names, and maps of single ports, are hash tables: changing an element costs a
+//! few microseconds. Interval sets with concatenated keys (nftables' pipapo backend) cost tens
+//! of microseconds to add to and one to three hundred to delete from, so they hold only what
+//! needs ranges: each network's subnets (`nets4`, `nets6`, one element each) and port ranges.
+//!
+//! A port range whose container ports are the host ports is one interval element
+//! (`tcp . 8000-8999 : 172.17.0.2`); a single port, or a range whose container ports are
+//! shifted (nftables has no shifted ranges), is one element per port in a `-port` map
+//! (`tcp . 8080 : 172.17.0.2 . 80`). Host-specific maps are consulted first, and single ports
+//! before ranges, so where mappings overlap the more specific one wins whatever the order they
+//! were added in. Two ranges of the same kind over the same port (same map) cannot both be
+//! elements: the kernel refuses the second (`EEXIST`), which the port allocator never lets
+//! happen.
+//!
+//! Every element carries a comment tag (`tag`): the mapping for mapping elements, the whole
+//! network settings for network elements. [`Nft::new`] lists the table (`nft -j`) and reads the
+//! tags back, so a restarted process knows the networks and mappings of an earlier one well
+//! enough to remove (and re-apply) them. Removal deletes elements whether they are still there
+//! or not (add, then delete, in the same transaction: deleting an element that is already gone
+//! would fail the whole transaction), so elements deleted behind our back do not make it fail;
+//! re-adding a network deletes its old elements and adds the new ones in one transaction.
+//!
+//! The netlink socket is opened by [`Nft::new`], in the network namespace of the calling thread;
+//! later changes apply there whatever thread makes them.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 
-use serde_json::Value;
+use serde_json::Value as Json;
 use tracing::{debug, warn};
 
 use crate::exec::{self, RunError};
+use crate::nftnl::{Batch, Conn, Element, Value};
 use crate::{Error, NetworkRules, PortMapping, tag};
 
 /// The table, as nft commands name it.
 const TABLE: &str = "inet libnetwork";
+/// The table's name, for netlink.
+const TABLE_NAME: &str = "libnetwork";
 
-/// The verdict maps keyed by bridge, and the prefix of the per-network chain each jumps to.
-const MAPS: [(&str, &str); 4] = [
-    ("from-bridge", "from"),
-    ("to-bridge", "to"),
-    ("nat-from", "nat"),
-    ("nat-to", "nat"),
+const BRIDGES: &str = "bridges";
+const SAME: &str = "same";
+const NO_ICC: &str = "no-icc";
+const INTERNAL: &str = "internal";
+const NO_HAIRPIN: &str = "no-hairpin";
+const MASQ: &str = "masq";
+const SNAT4: &str = "snat4";
+const NETS4: &str = "nets4";
+const NETS6: &str = "nets6";
+
+/// Every set and map: kind, name, and definition.
+const SETS: [(&str, &str, &str); 17] = [
+    ("set", BRIDGES, "type ifname;"),
+    ("set", SAME, "type ifname . ifname;"),
+    ("set", NO_ICC, "type ifname;"),
+    ("set", INTERNAL, "type ifname;"),
+    ("set", NO_HAIRPIN, "type ifname;"),
+    ("set", MASQ, "type ifname;"),
+    ("map", SNAT4, "type ifname : ipv4_addr;"),
+    ("set", NETS4, "type ipv4_addr . ifname; flags interval;"),
+    ("set", NETS6, "type ipv6_addr . ifname; flags interval;"),
+    (
+        "map",
+        "pub4",
+        "type inet_proto . inet_service : ipv4_addr; flags interval;",
+    ),
+    (
+        "map",
+        "pub4-host",
+        "type ipv4_addr . inet_proto . inet_service : ipv4_addr; flags interval;",
+    ),
+    (
+        "map",
+        "pub4-port",
+        "type inet_proto . inet_service : ipv4_addr . inet_service;",
+    ),
+    (
+        "map",
+        "pub4-host-port",
+        "type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service;",
+    ),
+    (
+        "map",
+        "pub6",
+        "type inet_proto . inet_service : ipv6_addr; flags interval;",
+    ),
+    (
+        "map",
+        "pub6-host",
+        "type ipv6_addr . inet_proto . inet_service : ipv6_addr; flags interval;",
+    ),
+    (
+        "map",
+        "pub6-port",
+        "type inet_proto . inet_service : ipv6_addr . inet_service;",
+    ),
+    (
+        "map",
+        "pub6-host-port",
+        "type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service;",
+    ),
 ];
+
+/// The map of a port mapping: by family, host-specific or not, and one element per port or one
+/// for the whole range.
+fn mapping_set(ipv6: bool, host: bool, per_port: bool) -> &'static str {
+    match (ipv6, host, per_port) {
+        (false, false, false) => "pub4",
+        (false, true, false) => "pub4-host",
+        (false, false, true) => "pub4-port",
+        (false, true, true) => "pub4-host-port",
+        (true, false, false) => "pub6",
+        (true, true, false) => "pub6-host",
+        (true, false, true) => "pub6-port",
+        (true, true, true) => "pub6-host-port",
+    }
+}
 
 /// The nftables backend's state: what is installed, as far as this process knows.
 #[derive(Debug)]
 pub(crate) struct Nft {
     ipv6: bool,
-    /// Networks by bridge; `None` for a network found in the kernel at start whose settings this
-    /// process has not been told yet.
+    conn: Conn,
+    /// Networks by bridge; `None` for a bridge found in the `bridges` set whose settings no
+    /// element comment told.
     networks: BTreeMap<String, Option<NetworkRules>>,
-    /// Installed port mappings and the handles of their rules.
-    mappings: HashMap<PortMapping, u64>,
+    /// Installed port mappings.
+    mappings: HashSet<PortMapping>,
 }
 
 impl Nft {
-    /// Whether nftables can be used here: `nft list tables` runs and succeeds.
+    /// Whether nftables can be used here: `nft list tables` runs and succeeds, and an nftables
+    /// netlink socket opens.
     pub(crate) fn probe() -> Result<(), Error> {
         exec::run("nft", &["list", "tables"], None, "probe nftables")
             .map(drop)
             .map_err(|e| match e {
                 RunError::Missing(msg) => Error::Unavailable(msg),
                 RunError::Failed(e) => Error::Unavailable(format!("probe nftables: {e}")),
-            })
+            })?;
+        Conn::open()
+            .map(drop)
+            .map_err(|e| Error::Unavailable(format!("probe nftables: open a netlink socket: {e}")))
     }
 
     /// Installs the base structure and reads back what an earlier process left.
     pub(crate) fn new(ipv6: bool) -> Result<Self, Error> {
+        let conn = Conn::open().map_err(|e| {
+            Error::Unavailable(format!("set up nftables: open a netlink socket: {e}"))
+        })?;
         let mut nft = Self {
             ipv6,
+            conn,
             networks: BTreeMap::new(),
-            mappings: HashMap::new(),
+            mappings: HashSet::new(),
         };
-        nft.apply(&nft.base_batch(), "install the nftables base structure")?;
+        nft.apply_base()?;
         nft.load()?;
         debug!(
             networks = nft.networks.len(),
@@ -93,180 +229,144 @@ impl Nft {
 
     /// The installed port mappings.
     pub(crate) fn mappings(&self) -> Vec<PortMapping> {
-        self.mappings.keys().cloned().collect()
+        self.mappings.iter().cloned().collect()
     }
 
-    /// Installs or replaces a network's chains and elements in one transaction.
+    /// Installs a network's elements, or replaces those of a network on the same bridge (old
+    /// ones deleted, new ones added, in one transaction).
     pub(crate) fn add_network(&mut self, rules: &NetworkRules) -> Result<(), Error> {
-        let mut batch = Vec::new();
-        network_batch(&mut batch, rules);
-        self.apply(&batch.join("\n"), &format!("add network {}", rules.bridge))?;
+        let mut batch = Batch::new(TABLE_NAME);
+        match self.networks.get(&rules.bridge) {
+            Some(Some(old)) if old == rules => {}
+            Some(Some(old)) => delete_all(&mut batch, network_elements(old)),
+            Some(None) => delete_all(&mut batch, name_elements(&rules.bridge)),
+            None => {}
+        }
+        for (set, elements) in by_set(network_elements(rules)) {
+            batch.add(set, elements);
+        }
+        self.conn
+            .apply(&batch, &format!("add network {}", rules.bridge))?;
         self.networks
             .insert(rules.bridge.clone(), Some(rules.clone()));
         Ok(())
     }
 
-    /// Removes a network: its port mappings, elements and chains, in one transaction.
+    /// Removes a network: its elements and those of its port mappings, in one transaction.
     pub(crate) fn remove_network(&mut self, bridge: &str) -> Result<(), Error> {
-        if !self.networks.contains_key(bridge) {
+        let Some(rules) = self.networks.get(bridge) else {
             return Ok(());
+        };
+        let mut elements = match rules {
+            Some(rules) => network_elements(rules),
+            None => name_elements(bridge),
+        };
+        for m in self.mappings.iter().filter(|m| m.bridge == bridge) {
+            elements.extend(mapping_elements(m));
         }
-        let what = format!("remove network {bridge}");
-        let result = self.apply(&self.remove_network_batch(bridge).join("\n"), &what);
-        if let Err(Error::Batch { .. }) = result {
-            // A mapping rule may have been deleted behind our back, which makes its handle
-            // stale: read the table again and retry once.
-            warn!(
-                bridge,
-                "removing the network failed, retrying with the current ruleset"
-            );
-            self.load()?;
-            self.apply(&self.remove_network_batch(bridge).join("\n"), &what)?;
-        } else {
-            result?;
-        }
+        let mut batch = Batch::new(TABLE_NAME);
+        delete_all(&mut batch, elements);
+        self.conn
+            .apply(&batch, &format!("remove network {bridge}"))?;
         self.networks.remove(bridge);
-        self.mappings.retain(|m, _| m.bridge != bridge);
+        self.mappings.retain(|m| m.bridge != bridge);
         Ok(())
     }
 
-    fn remove_network_batch(&self, bridge: &str) -> Vec<String> {
-        let mut batch = Vec::new();
-        for (m, handle) in &self.mappings {
-            if m.bridge == bridge {
-                batch.push(format!("delete rule {TABLE} published handle {handle}"));
-            }
-        }
-        let q = quoted(bridge);
-        // `add` then `delete` removes an element whether it is there or not; the chains must
-        // exist for the map elements that jump to them.
-        for chain in ["from", "to", "nat"] {
-            batch.push(format!("add chain {TABLE} {chain}-{bridge}"));
-        }
-        for set in ["bridges", "no-hairpin"] {
-            batch.push(format!("add element {TABLE} {set} {{ {q} }}"));
-            batch.push(format!("delete element {TABLE} {set} {{ {q} }}"));
-        }
-        for (map, chain) in MAPS {
-            batch.push(format!(
-                "add element {TABLE} {map} {{ {q} : jump {chain}-{bridge} }}"
-            ));
-            batch.push(format!("delete element {TABLE} {map} {{ {q} }}"));
-        }
-        for chain in ["from", "to", "nat"] {
-            batch.push(format!("flush chain {TABLE} {chain}-{bridge}"));
-            batch.push(format!("delete chain {TABLE} {chain}-{bridge}"));
-        }
-        batch
-    }
-
-    /// Adds the DNAT rules of the mappings not installed yet, in one transaction.
+    /// Adds the elements of the mappings not installed yet, in one transaction.
     pub(crate) fn add_mappings(&mut self, mappings: &[PortMapping]) -> Result<(), Error> {
         let mut seen = HashSet::new();
         let new: Vec<&PortMapping> = mappings
             .iter()
-            .filter(|m| !self.mappings.contains_key(*m) && seen.insert(*m))
+            .filter(|m| !self.mappings.contains(*m) && seen.insert(*m))
             .collect();
         if new.is_empty() {
             return Ok(());
         }
-        let batch: Vec<String> = new.iter().map(|m| mapping_rule(m)).collect();
-        let what = format!("add {} port mappings", new.len());
-        let echoed = exec::run(
-            "nft",
-            &["--echo", "--handle", "-f", "-"],
-            Some(&batch.join("\n")),
-            &what,
-        )?;
-        let handles = echoed_handles(&echoed);
-        let mut missing = false;
-        for m in new {
-            match handles.get(&tag::mapping(m)) {
-                Some(&handle) => {
-                    self.mappings.insert(m.clone(), handle);
-                }
-                None => missing = true,
-            }
+        let mut batch = Batch::new(TABLE_NAME);
+        for (set, elements) in by_set(new.iter().flat_map(|m| mapping_elements(m)).collect()) {
+            batch.add(set, elements);
         }
-        if missing {
-            // The rules are in; only their handles did not come back. Read them from the table.
-            debug!("nft did not echo every handle, listing the table");
-            self.load()?;
-        }
+        self.conn
+            .apply(&batch, &format!("add {} port mappings", new.len()))?;
+        self.mappings.extend(new.into_iter().cloned());
         Ok(())
     }
 
-    /// Deletes the rules of the installed mappings among `mappings`, in one transaction.
+    /// Deletes the elements of the installed mappings among `mappings`, in one transaction.
     pub(crate) fn remove_mappings(&mut self, mappings: &[PortMapping]) -> Result<(), Error> {
-        let what = format!("remove {} port mappings", mappings.len());
-        let result = self.apply_removal(mappings, &what);
-        if let Err(Error::Batch { .. }) = result {
-            warn!("removing port mappings failed, retrying with the current ruleset");
-            self.load()?;
-            self.apply_removal(mappings, &what)?;
-        } else {
-            result?;
+        let installed: HashSet<&PortMapping> = mappings
+            .iter()
+            .filter(|m| self.mappings.contains(*m))
+            .collect();
+        if installed.is_empty() {
+            return Ok(());
         }
+        let mut batch = Batch::new(TABLE_NAME);
+        delete_all(
+            &mut batch,
+            installed.iter().flat_map(|m| mapping_elements(m)).collect(),
+        );
+        self.conn
+            .apply(&batch, &format!("remove {} port mappings", installed.len()))?;
         for m in mappings {
             self.mappings.remove(m);
         }
         Ok(())
     }
 
-    fn apply_removal(&self, mappings: &[PortMapping], what: &str) -> Result<(), Error> {
-        let handles: HashSet<u64> = mappings
-            .iter()
-            .filter_map(|m| self.mappings.get(m).copied())
-            .collect();
-        if handles.is_empty() {
-            return Ok(());
-        }
-        let batch: Vec<String> = handles
-            .iter()
-            .map(|h| format!("delete rule {TABLE} published handle {h}"))
-            .collect();
-        self.apply(&batch.join("\n"), what).map(drop)
-    }
-
-    /// Installs the base structure again, then every network this process knows the settings
-    /// of and every mapping that went missing.
+    /// Installs the base structure again, then the elements of every network this process
+    /// knows the settings of and of every mapping of a known network.
     pub(crate) fn reapply(&mut self) -> Result<(), Error> {
-        let wanted: Vec<PortMapping> = self.mappings.keys().cloned().collect();
-        self.apply(&self.base_batch(), "install the nftables base structure")?;
-        self.load()?;
-        let mut batch = Vec::new();
+        self.apply_base()?;
+        let mut elements = Vec::new();
         for rules in self.networks.values().flatten() {
-            network_batch(&mut batch, rules);
+            elements.extend(network_elements(rules));
         }
-        if !batch.is_empty() {
-            self.apply(&batch.join("\n"), "re-install networks")?;
-        }
-        let missing: Vec<PortMapping> = wanted
-            .into_iter()
-            .filter(|m| self.networks.contains_key(&m.bridge))
+        let unknown: Vec<&String> = self
+            .networks
+            .iter()
+            .filter_map(|(bridge, rules)| rules.is_none().then_some(bridge))
             .collect();
-        self.add_mappings(&missing)
+        if !unknown.is_empty() {
+            warn!(
+                ?unknown,
+                "the settings of these networks are unknown, not re-creating them"
+            );
+        }
+        for m in &self.mappings {
+            if self.networks.contains_key(&m.bridge) {
+                elements.extend(mapping_elements(m));
+            }
+        }
+        let mut batch = Batch::new(TABLE_NAME);
+        for (set, elements) in by_set(elements) {
+            batch.add(set, elements);
+        }
+        self.conn
+            .apply(&batch, "re-install networks and port mappings")
     }
 
-    fn apply(&self, batch: &str, what: &str) -> Result<String, Error> {
-        Ok(exec::run("nft", &["-f", "-"], Some(batch), what)?)
+    fn apply_base(&self) -> Result<(), Error> {
+        exec::run(
+            "nft",
+            &["-f", "-"],
+            Some(&self.base_batch()),
+            "install the nftables base structure",
+        )?;
+        Ok(())
     }
 
-    /// The base structure: sets, maps and chains are created if missing (keeping their
-    /// content), the four base chains are owned by us and refilled.
+    /// The base structure: the table, sets and maps are created if missing (keeping their
+    /// elements), every chain but `docker-user` is ours and refilled.
     fn base_batch(&self) -> String {
-        let mut b = vec![
-            format!("add table {TABLE}"),
-            format!("add set {TABLE} bridges {{ type ifname; }}"),
-            format!("add set {TABLE} no-hairpin {{ type ifname; }}"),
-        ];
-        for (map, _) in MAPS {
-            b.push(format!(
-                "add map {TABLE} {map} {{ type ifname : verdict; }}"
-            ));
+        let mut b = vec![format!("add table {TABLE}")];
+        for (kind, name, definition) in SETS {
+            b.push(format!("add {kind} {TABLE} {name} {{ {definition} }}"));
         }
         b.push(format!("add chain {TABLE} docker-user"));
         b.push(format!("add chain {TABLE} published"));
+        b.push(format!("flush chain {TABLE} published"));
         let base = [
             ("forward", "filter hook forward priority filter"),
             ("prerouting", "nat hook prerouting priority dstnat"),
@@ -279,242 +379,289 @@ impl Nft {
             ));
             b.push(format!("flush chain {TABLE} {chain}"));
         }
-        let rule = |chain: &str, r: &str| format!("add rule {TABLE} {chain} {r}");
-        b.push(rule("forward", "jump docker-user"));
-        b.push(rule("forward", "iifname vmap @from-bridge"));
-        b.push(rule("forward", "oifname vmap @to-bridge"));
-        b.push(rule(
+        let mut rule = |chain: &str, r: &str| b.push(format!("add rule {TABLE} {chain} {r}"));
+
+        // Forwarding. Traffic within a bridge first, then between our bridges, then in and out.
+        for r in [
+            "jump docker-user",
+            "iifname . oifname @same iifname != @no-icc accept",
+            // With icc off, published ports stay reachable through the host address (hairpin).
+            "iifname . oifname @same iifname != @internal ct status dnat accept",
+            "iifname . oifname @same drop",
+            "iifname @bridges oifname @bridges drop",
+            "iifname @internal drop",
+            "oifname @internal drop",
+            "iifname @bridges accept",
+            "oifname @bridges ct state established,related accept",
+            "oifname @bridges ct status dnat accept",
+            "oifname @bridges drop",
+        ] {
+            rule("forward", r);
+        }
+
+        rule(
             "prerouting",
             "iifname != @no-hairpin fib daddr type local jump published",
-        ));
-        b.push(rule(
+        );
+        rule(
             "output",
             "ip daddr != 127.0.0.0/8 fib daddr type local jump published",
-        ));
+        );
         if self.ipv6 {
-            b.push(rule(
+            rule(
                 "output",
                 "ip6 daddr != ::1 fib daddr type local jump published",
-            ));
+            );
         }
-        b.push(rule("postrouting", "iifname vmap @nat-from"));
-        b.push(rule("postrouting", "oifname vmap @nat-to"));
+
+        // Source NAT. A container reaching a published port of its own network through a host
+        // address is masqueraded, so that the answer comes back through the host and is
+        // un-NATed (with br_netfilter, such bridged traffic has no input interface here, so the
+        // match is on the output interface). Traffic that stays on its bridge is left alone;
+        // traffic from a bridge's subnet leaving it is source-NATed or masqueraded.
+        rule(
+            "postrouting",
+            "ip saddr . oifname @nets4 oifname != @no-hairpin ct status dnat masquerade",
+        );
+        if self.ipv6 {
+            rule(
+                "postrouting",
+                "ip6 saddr . oifname @nets6 oifname != @no-hairpin ct status dnat masquerade",
+            );
+        }
+        rule("postrouting", "iifname . oifname @same return");
+        rule(
+            "postrouting",
+            "ip saddr . iifname @nets4 snat ip to iifname map @snat4",
+        );
+        rule(
+            "postrouting",
+            "ip saddr . iifname @nets4 iifname @masq masquerade",
+        );
+        if self.ipv6 {
+            rule(
+                "postrouting",
+                "ip6 saddr . iifname @nets6 iifname @masq masquerade",
+            );
+        }
+
+        // Published ports: host-specific maps first and, among each, single ports before ranges
+        // (so a port mapped on its own wins over a range that covers it).
+        let families: &[(&str, &str, &str, bool)] = if self.ipv6 {
+            &[
+                ("ipv4", "ip", "ip daddr", false),
+                ("ipv6", "ip6", "ip6 daddr", true),
+            ]
+        } else {
+            &[("ipv4", "ip", "ip daddr", false)]
+        };
+        for &(nfproto, family, daddr, v6) in families {
+            for (host, per_port) in [(true, true), (true, false), (false, true), (false, false)] {
+                let set = mapping_set(v6, host, per_port);
+                let mut r = Vec::new();
+                if !host {
+                    // Without a host address in the key, nothing limits the rule to the family.
+                    r.push(format!("meta nfproto {nfproto}"));
+                }
+                if per_port {
+                    // A port in the data needs a transport protocol that has ports.
+                    r.push("meta l4proto { tcp, udp, sctp }".to_string());
+                }
+                let key = if host {
+                    format!("{daddr} . meta l4proto . th dport")
+                } else {
+                    "meta l4proto . th dport".to_string()
+                };
+                r.push(format!("dnat {family} to {key} map @{set}"));
+                rule("published", &r.join(" "));
+            }
+        }
         b.join("\n")
     }
 
-    /// Reads the table: which networks exist (elements of `from-bridge`) and which mapping
-    /// rules (tagged rules of `published`, with their handles).
+    /// Reads the table: networks (elements of `bridges`, and the settings in element comments)
+    /// and port mappings (element comments of the `pub` maps).
     fn load(&mut self) -> Result<(), Error> {
         let what = "list the nftables table";
         let out = exec::run(
             "nft",
-            &["-j", "-a", "list", "table", "inet", "libnetwork"],
+            &["-j", "list", "table", "inet", "libnetwork"],
             None,
             what,
         )?;
-        let json: Value = serde_json::from_str(&out)
+        let json: Json = serde_json::from_str(&out)
             .map_err(|e| Error::Internal(format!("{what}: parse nft json: {e}")))?;
         let items = json
             .get("nftables")
-            .and_then(Value::as_array)
+            .and_then(Json::as_array)
             .ok_or_else(|| Error::Internal(format!("{what}: no nftables array in nft json")))?;
-        let mut mappings = HashMap::new();
         for item in items {
-            if let Some(map) = item.get("map")
-                && map.get("name").and_then(Value::as_str) == Some("from-bridge")
-            {
-                for bridge in elements(map) {
+            let Some(set) = item.get("set").or_else(|| item.get("map")) else {
+                continue;
+            };
+            let name = set.get("name").and_then(Json::as_str);
+            for (value, comment) in elements(set) {
+                if let Some(rules) = comment.and_then(tag::parse_network_rules) {
+                    self.networks.insert(rules.bridge.clone(), Some(rules));
+                } else if let Some(m) = comment.and_then(tag::parse_mapping) {
+                    self.mappings.insert(m);
+                }
+                if name == Some(BRIDGES)
+                    && let Some(bridge) = value
+                {
                     self.networks.entry(bridge.to_string()).or_insert(None);
                 }
             }
-            if let Some(rule) = item.get("rule")
-                && rule.get("chain").and_then(Value::as_str) == Some("published")
-                && let Some(m) = rule
-                    .get("comment")
-                    .and_then(Value::as_str)
-                    .and_then(tag::parse_mapping)
-                && let Some(handle) = rule.get("handle").and_then(Value::as_u64)
-            {
-                mappings.insert(m, handle);
-            }
         }
-        self.mappings = mappings;
         Ok(())
     }
 }
 
-/// The keys of a set or map in nft's JSON: plain values, `[key, value]` pairs, or
-/// `{"elem": {"val": key, ...}}` objects.
-fn elements(set: &Value) -> Vec<&str> {
-    fn key(e: &Value) -> Option<&str> {
+/// The elements of a set or map in nft's JSON, each as its value when that is a plain string,
+/// and its comment: `"v"`, `{"elem": {"val": v, "comment": c}}`, or `[key, data]` for maps.
+fn elements(set: &Json) -> Vec<(Option<&str>, Option<&str>)> {
+    fn parts(e: &Json) -> (Option<&str>, Option<&str>) {
         match e {
-            Value::String(s) => Some(s.as_str()),
-            Value::Array(pair) => pair.first().and_then(Value::as_str),
-            Value::Object(_) => e.pointer("/elem/val").and_then(Value::as_str),
-            _ => None,
+            Json::String(s) => (Some(s.as_str()), None),
+            Json::Array(pair) => pair.first().map_or((None, None), parts),
+            Json::Object(_) => (
+                e.pointer("/elem/val").and_then(Json::as_str),
+                e.pointer("/elem/comment").and_then(Json::as_str),
+            ),
+            _ => (None, None),
         }
     }
     match set.get("elem") {
-        Some(Value::Array(elems)) => elems.iter().filter_map(key).collect(),
-        Some(single) => key(single).into_iter().collect(),
+        Some(Json::Array(elems)) => elems.iter().map(parts).collect(),
+        Some(single) => vec![parts(single)],
         None => Vec::new(),
     }
 }
 
-/// `"br0"`, quoted for nft (bridge names are validated to need no escaping).
-fn quoted(bridge: &str) -> String {
-    format!("\"{bridge}\"")
+/// Groups elements by set, keeping their order within each set.
+fn by_set(elements: Vec<(&'static str, Element)>) -> BTreeMap<&'static str, Vec<Element>> {
+    let mut sets: BTreeMap<&'static str, Vec<Element>> = BTreeMap::new();
+    for (set, element) in elements {
+        sets.entry(set).or_default().push(element);
+    }
+    sets
 }
 
-/// Appends the commands that install or replace a network.
-fn network_batch(b: &mut Vec<String>, rules: &NetworkRules) {
-    let br = &rules.bridge;
-    let q = quoted(br);
-    let from = format!("from-{br}");
-    let to = format!("to-{br}");
-    let nat = format!("nat-{br}");
-    for chain in [&from, &to, &nat] {
-        b.push(format!("add chain {TABLE} {chain}"));
-        b.push(format!("flush chain {TABLE} {chain}"));
+/// Appends deleting `elements`, whether each is still there or not. Each key is deleted once:
+/// a second deletion in the same transaction would fail it.
+fn delete_all(batch: &mut Batch, elements: Vec<(&'static str, Element)>) {
+    let mut seen = HashSet::new();
+    let unique = elements
+        .into_iter()
+        .filter(|(set, e)| seen.insert((*set, e.key.clone(), e.key_end.clone())))
+        .collect();
+    for (set, elements) in by_set(unique) {
+        batch.delete_if_present(set, elements);
     }
-    let rule = |chain: &str, r: &str| format!("add rule {TABLE} {chain} {r}");
-    let icc = if rules.icc { "accept" } else { "drop" };
+}
 
-    // Leaving the bridge (forward, iifname == br). Every path ends in a verdict, so `to-<br>`
-    // only ever sees traffic from outside our bridges.
+fn element(key: Value, key_end: Option<Value>, data: Option<Value>, tag: &str) -> Element {
+    Element {
+        key,
+        key_end,
+        data,
+        comment: Some(tag.to_string()),
+    }
+}
+
+/// The elements of a network, each tagged with its settings.
+fn network_elements(rules: &NetworkRules) -> Vec<(&'static str, Element)> {
+    let tag = tag::network_rules(rules);
+    let br = rules.bridge.as_str();
+    let name = || Value::new().ifname(br);
+    let mut out = vec![
+        (BRIDGES, element(name(), None, None, &tag)),
+        (SAME, element(name().ifname(br), None, None, &tag)),
+    ];
+    if !rules.icc {
+        out.push((NO_ICC, element(name(), None, None, &tag)));
+    }
     if rules.internal {
-        b.push(rule(&from, &format!("oifname {q} {icc}")));
-        b.push(rule(&from, "drop"));
-    } else {
-        if !rules.icc {
-            // Published ports stay reachable through the host address (hairpin).
-            b.push(rule(&from, &format!("oifname {q} ct status dnat accept")));
-        }
-        b.push(rule(&from, &format!("oifname {q} {icc}")));
-        b.push(rule(&from, "oifname @bridges drop"));
-        b.push(rule(&from, "accept"));
+        out.push((INTERNAL, element(name(), None, None, &tag)));
     }
-
-    // Entering the bridge from outside our bridges (forward, oifname == br).
-    if !rules.internal {
-        b.push(rule(&to, "ct state established,related accept"));
-        b.push(rule(&to, "ct status dnat accept"));
+    if !rules.hairpin {
+        out.push((NO_HAIRPIN, element(name(), None, None, &tag)));
     }
-    b.push(rule(&to, "drop"));
-
-    // Source NAT (postrouting, iifname or oifname == br).
-    if !rules.internal {
-        if rules.hairpin {
-            // A container reaching a published port of its own network through a host address:
-            // masquerade, so that the answer comes back through the host and is un-NATed.
-            let v4 = rules.ipv4_subnet.trunc();
-            b.push(rule(
-                &nat,
-                &format!("ip saddr {v4} oifname {q} ct status dnat masquerade"),
-            ));
-            if let Some(v6) = rules.ipv6_subnet {
-                let v6 = v6.trunc();
-                b.push(rule(
-                    &nat,
-                    &format!("ip6 saddr {v6} oifname {q} ct status dnat masquerade"),
-                ));
-            }
-        }
-        if rules.masquerade {
-            let v4 = rules.ipv4_subnet.trunc();
-            let target = rules
-                .snat_source
-                .map_or_else(|| "masquerade".to_string(), |ip| format!("snat ip to {ip}"));
-            b.push(rule(
-                &nat,
-                &format!("ip saddr {v4} oifname != {q} {target}"),
-            ));
-            if let Some(v6) = rules.ipv6_subnet {
-                let v6 = v6.trunc();
-                b.push(rule(
-                    &nat,
-                    &format!("ip6 saddr {v6} oifname != {q} masquerade"),
-                ));
-            }
+    if rules.internal || !(rules.masquerade || rules.hairpin) {
+        return out;
+    }
+    // The subnets, for source NAT and hairpin masquerading.
+    let v4 = rules.ipv4_subnet.trunc();
+    let first = Value::new().ipv4(v4.network()).ifname(br);
+    let last = Value::new().ipv4(v4.broadcast()).ifname(br);
+    out.push((NETS4, element(first, Some(last), None, &tag)));
+    if let Some(v6) = rules.ipv6_subnet.map(|n| n.trunc()) {
+        let first = Value::new().ipv6(v6.network()).ifname(br);
+        let last = Value::new().ipv6(v6.broadcast()).ifname(br);
+        out.push((NETS6, element(first, Some(last), None, &tag)));
+    }
+    if rules.masquerade {
+        // IPv4 traffic goes to the source NAT rule first when there is one; IPv6 traffic is
+        // always masqueraded.
+        out.push((MASQ, element(name(), None, None, &tag)));
+        if let Some(source) = rules.snat_source {
+            let data = Value::new().ipv4(source);
+            out.push((SNAT4, element(name(), None, Some(data), &tag)));
         }
     }
-
-    b.push(format!("add element {TABLE} bridges {{ {q} }}"));
-    b.push(format!(
-        "add element {TABLE} from-bridge {{ {q} : jump {from} }}"
-    ));
-    b.push(format!(
-        "add element {TABLE} to-bridge {{ {q} : jump {to} }}"
-    ));
-    b.push(format!(
-        "add element {TABLE} nat-from {{ {q} : jump {nat} }}"
-    ));
-    b.push(format!("add element {TABLE} nat-to {{ {q} : jump {nat} }}"));
-    b.push(format!("add element {TABLE} no-hairpin {{ {q} }}"));
-    if rules.hairpin {
-        b.push(format!("delete element {TABLE} no-hairpin {{ {q} }}"));
-    }
+    out
 }
 
-/// The `add rule` command of a port mapping: one rule whatever the size of the range.
-fn mapping_rule(m: &PortMapping) -> String {
-    let (nfproto, family, daddr) = match m.container_ip {
-        IpAddr::V4(_) => ("ipv4", "ip", "ip daddr"),
-        IpAddr::V6(_) => ("ipv6", "ip6", "ip6 daddr"),
+/// The elements keyed by a bridge name alone: what can be removed of a network whose settings
+/// are unknown.
+fn name_elements(bridge: &str) -> Vec<(&'static str, Element)> {
+    let name = || Value::new().ifname(bridge);
+    let untagged = |key: Value| Element {
+        key,
+        key_end: None,
+        data: None,
+        comment: None,
     };
-    let mut r = format!("add rule {TABLE} published meta nfproto {nfproto}");
-    if let Some(host) = m.host_ip {
-        r.push_str(&format!(" {daddr} {host}"));
-    }
-    let (start, end) = (*m.host_ports.start(), *m.host_ports.end());
-    r.push_str(&format!(" meta l4proto {} th dport {start}", m.protocol));
-    if end != start {
-        r.push_str(&format!("-{end}"));
-    }
-    let cip = m.container_ip;
-    if m.container_port == start {
-        // The port is kept: one address for the whole range.
-        r.push_str(&format!(" dnat {family} to {cip}"));
-    } else if end == start {
-        let addr = match cip {
-            IpAddr::V4(ip) => format!("{ip}:{}", m.container_port),
-            IpAddr::V6(ip) => format!("[{ip}]:{}", m.container_port),
-        };
-        r.push_str(&format!(" dnat {family} to {addr}"));
-    } else {
-        // nft 1.0 has no shifted port ranges: an anonymous map, one element per port, still in
-        // one rule.
-        let elems: Vec<String> = (start..=end)
-            .zip(m.container_port..)
-            .map(|(host, container)| format!("{host} : {cip} . {container}"))
-            .collect();
-        r.push_str(&format!(
-            " dnat {family} to th dport map {{ {} }}",
-            elems.join(", ")
-        ));
-    }
-    r.push_str(&format!(" comment \"{}\"", tag::mapping(m)));
-    r
+    vec![
+        (BRIDGES, untagged(name())),
+        (SAME, untagged(name().ifname(bridge))),
+        (NO_ICC, untagged(name())),
+        (INTERNAL, untagged(name())),
+        (NO_HAIRPIN, untagged(name())),
+    ]
 }
 
-/// The handles `nft --echo --handle` printed for tagged rules, by tag.
-fn echoed_handles(out: &str) -> HashMap<String, u64> {
-    let mut handles = HashMap::new();
-    for line in out.lines() {
-        let Some((rule, handle)) = line.rsplit_once("# handle ") else {
-            continue;
-        };
-        let Some((_, after)) = rule.split_once("comment \"") else {
-            continue;
-        };
-        let Some((comment, _)) = after.split_once('"') else {
-            continue;
-        };
-        if let Ok(handle) = handle.trim().parse() {
-            handles.insert(comment.to_string(), handle);
-        }
+/// The elements of a port mapping, each tagged with it: one interval element for a range whose
+/// container ports are the host ports, one element per port (in a hash map, much cheaper to
+/// change than an interval map) for a single port or a shifted range.
+fn mapping_elements(m: &PortMapping) -> Vec<(&'static str, Element)> {
+    let tag = tag::mapping(m);
+    let host = |v: Value| match m.host_ip {
+        Some(IpAddr::V4(ip)) => v.ipv4(ip),
+        Some(IpAddr::V6(ip)) => v.ipv6(ip),
+        None => v,
+    };
+    let container = |v: Value| match m.container_ip {
+        IpAddr::V4(ip) => v.ipv4(ip),
+        IpAddr::V6(ip) => v.ipv6(ip),
+    };
+    let proto = m.protocol.number();
+    let (start, end) = (*m.host_ports.start(), *m.host_ports.end());
+    let per_port = m.container_port != start || start == end;
+    let set = mapping_set(m.container_ip.is_ipv6(), m.host_ip.is_some(), per_port);
+    if !per_port {
+        let first = host(Value::new()).proto(proto).port(start);
+        let last = host(Value::new()).proto(proto).port(end);
+        let data = container(Value::new());
+        return vec![(set, element(first, Some(last), Some(data), &tag))];
     }
-    handles
+    (0..=end - start)
+        .map(|i| {
+            let key = host(Value::new()).proto(proto).port(start + i);
+            let data = container(Value::new()).port(m.container_port + i);
+            (set, element(key, None, Some(data), &tag))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -534,37 +681,207 @@ mod tests {
         }
     }
 
+    fn shown(elements: &[(&str, Element)]) -> Vec<String> {
+        elements
+            .iter()
+            .map(|(set, e)| format!("{set}: {e}"))
+            .collect()
+    }
+
     #[test]
-    fn a_range_with_the_same_ports_is_one_rule_without_a_map() {
-        let r = mapping_rule(&mapping(8000..=17999, 8000));
-        assert!(
-            r.contains("th dport 8000-17999 dnat ip to 172.17.0.2 comment"),
-            "{r}"
+    fn a_range_with_the_same_ports_is_one_interval_element() {
+        let m = mapping(8000..=17999, 8000);
+        let elements = mapping_elements(&m);
+        // tcp . 8000-17999 : 172.17.0.2
+        assert_eq!(
+            shown(&elements),
+            [format!(
+                "pub4: 00000006 0000401f - 00000006 00004f46 : 020011ac comment {:?}",
+                tag::mapping(&m)
+            )]
         );
     }
 
     #[test]
-    fn a_shifted_range_is_one_rule_with_a_map() {
-        let r = mapping_rule(&mapping(8000..=8002, 9000));
-        assert!(
-            r.contains(
-                "dnat ip to th dport map { 8000 : 172.17.0.2 . 9000, 8001 : 172.17.0.2 . 9001, \
-                 8002 : 172.17.0.2 . 9002 }"
-            ),
-            "{r}"
+    fn a_shifted_range_is_one_element_per_port() {
+        let m = mapping(8000..=8002, 9000);
+        let elements = mapping_elements(&m);
+        let keys: Vec<String> = elements
+            .iter()
+            .map(|(set, e)| format!("{set}: {} : {}", e.key, e.data.as_ref().unwrap()))
+            .collect();
+        // tcp . 8000 : 172.17.0.2 . 9000, ...
+        assert_eq!(
+            keys,
+            [
+                "pub4-port: 00000006 0000401f : 020011ac 00002823",
+                "pub4-port: 00000006 0000411f : 020011ac 00002923",
+                "pub4-port: 00000006 0000421f : 020011ac 00002a23",
+            ]
         );
-        assert_eq!(r.lines().count(), 1);
+        assert!(elements.iter().all(|(_, e)| e.key_end.is_none()));
     }
 
     #[test]
-    fn echoed_handles_are_found_by_comment() {
-        let out = "add rule inet libnetwork published handle 24 udp dport 53 dnat ip to \
-                   172.17.0.3 comment \"a\" # handle 25\n\
-                   add rule inet libnetwork published udp dport 54 comment \"b\" # handle 26\n\
-                   # new generation 4 by process 10187 (nft)\n";
-        let h = echoed_handles(out);
-        assert_eq!(h.get("a"), Some(&25));
-        assert_eq!(h.get("b"), Some(&26));
-        assert_eq!(h.len(), 2);
+    fn a_range_ending_at_the_last_port_does_not_overflow() {
+        let elements = mapping_elements(&mapping(65533..=65535, 1));
+        assert_eq!(elements.len(), 3);
+        let elements = mapping_elements(&mapping(1..=3, 65533));
+        assert_eq!(elements.len(), 3);
+    }
+
+    #[test]
+    fn a_single_port_is_one_element_of_a_port_map() {
+        let m = mapping(80..=80, 80);
+        let elements = mapping_elements(&m);
+        // tcp . 80 : 172.17.0.2 . 80
+        assert_eq!(
+            shown(&elements),
+            [format!(
+                "pub4-port: 00000006 00005000 : 020011ac 00005000 comment {:?}",
+                tag::mapping(&m)
+            )]
+        );
+    }
+
+    #[test]
+    fn host_specific_mappings_go_to_host_maps_keyed_by_the_address() {
+        let mut m = mapping(53..=54, 53);
+        m.protocol = Protocol::Udp;
+        m.host_ip = Some("192.168.77.1".parse().unwrap());
+        let elements = mapping_elements(&m);
+        assert_eq!(elements.len(), 1);
+        assert_eq!(elements[0].0, "pub4-host");
+        // 192.168.77.1 . udp . 53-54
+        assert_eq!(elements[0].1.key.to_string(), "014da8c0 00000011 00003500");
+        assert_eq!(
+            elements[0].1.key_end.as_ref().unwrap().to_string(),
+            "014da8c0 00000011 00003600"
+        );
+
+        let m = PortMapping {
+            host_ip: Some("fd00::1".parse().unwrap()),
+            container_ip: "fd00:30:1::2".parse().unwrap(),
+            container_port: 443,
+            ..mapping(8443..=8443, 443)
+        };
+        let elements = mapping_elements(&m);
+        assert_eq!(elements.len(), 1);
+        assert_eq!(elements[0].0, "pub6-host-port");
+        assert_eq!(
+            elements[0].1.key.to_string(),
+            "000000fd 00000000 00000000 01000000 00000006 0000fb20"
+        );
+        assert_eq!(
+            elements[0].1.data.as_ref().unwrap().to_string(),
+            "300000fd 00000100 00000000 02000000 0000bb01"
+        );
+    }
+
+    #[test]
+    fn network_elements_follow_the_settings() {
+        let rules = NetworkRules {
+            bridge: "br-a".into(),
+            ipv4_subnet: "172.30.1.1/24".parse().unwrap(),
+            ipv6_subnet: Some("fd00:30:1::1/64".parse().unwrap()),
+            masquerade: true,
+            snat_source: None,
+            icc: true,
+            internal: false,
+            hairpin: true,
+        };
+        let sets = |rules: &NetworkRules| -> Vec<&str> {
+            network_elements(rules).iter().map(|(s, _)| *s).collect()
+        };
+        assert_eq!(sets(&rules), [BRIDGES, SAME, NETS4, NETS6, MASQ]);
+        let nets4 = &network_elements(&rules)[2].1;
+        // 172.30.1.0/24 . "br-a": the subnet's first and last address.
+        assert_eq!(
+            nets4.to_string(),
+            format!(
+                "00011eac 612d7262 00000000 00000000 00000000 - \
+                 ff011eac 612d7262 00000000 00000000 00000000 comment {:?}",
+                tag::network_rules(&rules)
+            )
+        );
+
+        let snat = NetworkRules {
+            snat_source: Some("192.168.77.3".parse().unwrap()),
+            ..rules.clone()
+        };
+        assert_eq!(sets(&snat), [BRIDGES, SAME, NETS4, NETS6, MASQ, SNAT4]);
+        // "br-a" : 192.168.77.3
+        assert_eq!(
+            network_elements(&snat)[5]
+                .1
+                .data
+                .as_ref()
+                .unwrap()
+                .to_string(),
+            "034da8c0"
+        );
+
+        let closed = NetworkRules {
+            icc: false,
+            internal: true,
+            hairpin: false,
+            ..rules.clone()
+        };
+        assert_eq!(sets(&closed), [BRIDGES, SAME, NO_ICC, INTERNAL, NO_HAIRPIN]);
+
+        let hairpin_only = NetworkRules {
+            masquerade: false,
+            ipv6_subnet: None,
+            ..rules.clone()
+        };
+        assert_eq!(sets(&hairpin_only), [BRIDGES, SAME, NETS4]);
+
+        let plain = NetworkRules {
+            masquerade: false,
+            hairpin: false,
+            ..rules
+        };
+        assert_eq!(sets(&plain), [BRIDGES, SAME, NO_HAIRPIN]);
+    }
+
+    #[test]
+    fn a_key_is_deleted_once_per_batch() {
+        // Two mappings that differ only in their bridge have the same element.
+        let a = mapping(8080..=8080, 80);
+        let b = PortMapping {
+            bridge: "br1".into(),
+            ..a.clone()
+        };
+        let mut batch = Batch::new(TABLE_NAME);
+        delete_all(
+            &mut batch,
+            [mapping_elements(&a), mapping_elements(&b)].concat(),
+        );
+        // Added once, deleted once.
+        assert_eq!(batch.len(), 2);
+    }
+
+    #[test]
+    fn comments_and_names_are_read_from_nft_json() {
+        let json: Json = serde_json::from_str(
+            r#"{"set": {"name": "bridges", "elem": [
+                "br-x",
+                {"elem": {"val": "br-a", "comment": "lnbr,br-a,172.30.1.0/24,-,-,mch"}}
+            ]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            elements(&json["set"]),
+            [
+                (Some("br-x"), None),
+                (Some("br-a"), Some("lnbr,br-a,172.30.1.0/24,-,-,mch"))
+            ]
+        );
+        let json: Json = serde_json::from_str(
+            r#"{"map": {"name": "pub4-port", "elem": [[{"elem": {"val": {"concat":
+                ["tcp", 8080]}, "comment": "c"}}, {"concat": ["172.30.1.2", 80]}]]}}"#,
+        )
+        .unwrap();
+        assert_eq!(elements(&json["map"]), [(None, Some("c"))]);
     }
 }

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use libnetwork_firewall::{Backend, BackendChoice, Firewall, FirewallConfig, PortMapping};
 use libnetwork_types::{ErrorKind, Protocol};
 
-use common::{mapping_rules, network, ruleset, sh, tcp_mapping};
+use common::{mapping_count, network, nft_elements, nft_rules, ruleset, sh, tcp_mapping};
 
 fn firewall(backend: BackendChoice) -> Firewall {
     Firewall::new(FirewallConfig {
@@ -26,7 +26,8 @@ fn full_network() -> libnetwork_firewall::NetworkRules {
     net
 }
 
-/// Mappings of every shape: single, same-port range, shifted range, host address, IPv6, UDP.
+/// Mappings of every shape: single, same-port range, shifted range, host address (IPv4 and
+/// IPv6), IPv6, UDP.
 fn mappings(bridge: &str) -> Vec<PortMapping> {
     vec![
         tcp_mapping(bridge, 8080..=8080, "172.30.1.2", 80),
@@ -48,7 +49,22 @@ fn mappings(bridge: &str) -> Vec<PortMapping> {
             container_port: 443,
             bridge: bridge.to_string(),
         },
+        PortMapping {
+            protocol: Protocol::Sctp,
+            host_ip: Some("fd00:77::1".parse().unwrap()),
+            host_ports: 8053..=8060,
+            container_ip: "fd00:30:1::2".parse().unwrap(),
+            container_port: 8053,
+            bridge: bridge.to_string(),
+        },
     ]
+}
+
+fn ipv6_mappings(bridge: &str) -> usize {
+    mappings(bridge)
+        .iter()
+        .filter(|m| m.container_ip.is_ipv6())
+        .count()
 }
 
 fn sorted_lines(s: &str) -> Vec<&str> {
@@ -113,10 +129,7 @@ fn new_again_keeps_one_copy_of_everything(backend: BackendChoice) {
     second.add_network(&full_network()).unwrap();
     second.add_port_mappings(&mappings("br-a")).unwrap();
     assert_eq!(ruleset(backend).len(), before.len());
-    assert_eq!(
-        mapping_rules(second.backend()).len(),
-        mappings("br-a").len()
-    );
+    assert_eq!(mapping_count(second.backend()), mappings("br-a").len());
 }
 
 both_backends!(
@@ -215,10 +228,7 @@ fn removing_port_mappings_leaves_nothing_of_them(backend: BackendChoice) {
     let before = ruleset(backend);
 
     fw.add_port_mappings(&mappings("br-a")).unwrap();
-    assert_eq!(
-        mapping_rules(fw.backend()).len(),
-        1 + mappings("br-a").len()
-    );
+    assert_eq!(mapping_count(fw.backend()), 1 + mappings("br-a").len());
     fw.remove_port_mappings(&mappings("br-a")).unwrap();
     assert_eq!(ruleset(backend), before);
     assert_eq!(fw.port_mappings(), vec![keep.clone()]);
@@ -229,22 +239,33 @@ fn removing_port_mappings_leaves_nothing_of_them(backend: BackendChoice) {
     same.host_ip = Some("0.0.0.0".parse().unwrap());
     fw.remove_port_mappings(&[same]).unwrap();
     assert!(fw.port_mappings().is_empty());
-    assert!(mapping_rules(fw.backend()).is_empty());
+    assert_eq!(mapping_count(fw.backend()), 0);
 }
 
 both_backends!(
-    /// A range of ports, shifted or not, is one rule.
-    a_port_range_is_one_rule
+    /// A range of ports costs no more rules than a single port: with iptables one rule, shifted
+    /// or not; with nftables one map element (one per port when shifted) and no rule at all.
+    a_port_range_is_one_rule_or_element
 );
-fn a_port_range_is_one_rule(backend: BackendChoice) {
+fn a_port_range_is_one_rule_or_element(backend: BackendChoice) {
     let fw = firewall(backend);
     fw.add_network(&full_network()).unwrap();
+    let nft = fw.backend() == Backend::Nftables;
+    let published = nft.then(|| nft_rules("published"));
     fw.add_port_mappings(&[
         tcp_mapping("br-a", 10000..=19999, "172.30.1.2", 10000),
         tcp_mapping("br-a", 30000..=30999, "172.30.1.2", 40000),
     ])
     .unwrap();
-    assert_eq!(mapping_rules(fw.backend()).len(), 2, "{}", ruleset(backend));
+    assert_eq!(mapping_count(fw.backend()), 2, "{}", ruleset(backend));
+    if nft {
+        assert_eq!(Some(nft_rules("published")), published);
+        let elements = nft_elements("pub");
+        let count = |set: &str| elements.iter().filter(|(s, _)| s == set).count();
+        assert_eq!(count("pub4"), 1);
+        assert_eq!(count("pub4-port"), 1000);
+        assert_eq!(elements.len(), 1001);
+    }
 }
 
 both_backends!(
@@ -367,7 +388,10 @@ fn ipv6_parts_are_skipped_when_ipv6_is_off(backend: BackendChoice) {
     fw.add_port_mappings(&mappings("br-a")).unwrap();
     let rules = ruleset(backend);
     assert!(!rules.contains("fd00:30:1"), "{rules}");
-    assert_eq!(fw.port_mappings().len(), mappings("br-a").len() - 1);
+    assert_eq!(
+        fw.port_mappings().len(),
+        mappings("br-a").len() - ipv6_mappings("br-a")
+    );
 }
 
 #[test]
@@ -382,8 +406,9 @@ fn auto_picks_nftables_where_it_works() {
 }
 
 both_backends!(
-    /// Removal still works when another tool deleted some of our rules (stale handles or
-    /// specifications are read again and the removal retried).
+    /// Removal still works when another tool deleted some of our rules or elements (iptables:
+    /// stale specifications are read again and the removal retried; nftables: elements are
+    /// deleted whether they are there or not).
     removal_copes_with_rules_deleted_behind_its_back
 );
 fn removal_copes_with_rules_deleted_behind_its_back(backend: BackendChoice) {
@@ -393,7 +418,18 @@ fn removal_copes_with_rules_deleted_behind_its_back(backend: BackendChoice) {
     fw.add_port_mappings(&mappings("br-a")).unwrap();
     match fw.backend() {
         Backend::Nftables => {
-            sh("nft", &["flush chain inet libnetwork published"]);
+            // Some mapping elements (a whole map, and one element of a shifted range) and some
+            // network elements.
+            sh("nft", &["flush map inet libnetwork pub4"]);
+            sh(
+                "nft",
+                &["delete element inet libnetwork pub4-port { tcp . 9150 }"],
+            );
+            sh(
+                "nft",
+                &["delete element inet libnetwork bridges { \"br-a\" }"],
+            );
+            sh("nft", &["flush set inet libnetwork nets6"]);
         }
         Backend::Iptables => {
             sh("iptables", &["-w", "-t", "nat", "-F", "DOCKER"]);
@@ -414,13 +450,12 @@ both_backends!(
 fn a_failed_batch_changes_nothing(backend: BackendChoice) {
     let fw = firewall(backend);
     fw.add_network(&full_network()).unwrap();
-    // Break the chain our IPv6 mapping rules go to (nftables: the chain of every mapping).
+    // Break where our IPv6 mappings go (nftables: the map of shifted IPv6 ports, which the
+    // IPv6 mapping needs while the IPv4 ones go to other maps).
     match fw.backend() {
         Backend::Nftables => {
-            for chain in ["prerouting", "output", "published"] {
-                sh("nft", &[&format!("flush chain inet libnetwork {chain}")]);
-            }
-            sh("nft", &["delete chain inet libnetwork published"]);
+            sh("nft", &["flush chain inet libnetwork published"]);
+            sh("nft", &["delete map inet libnetwork pub6-port"]);
         }
         Backend::Iptables => {
             sh("ip6tables", &["-w", "-t", "nat", "-F"]);
@@ -432,4 +467,144 @@ fn a_failed_batch_changes_nothing(backend: BackendChoice) {
     assert_eq!(err.kind(), ErrorKind::Internal, "{err}");
     assert_eq!(ruleset(backend), before);
     assert!(fw.port_mappings().is_empty());
+}
+
+/// Runs `body` with an nftables firewall in a new network namespace, when privileged.
+fn nft_only(name: &str, body: fn(Firewall)) {
+    if !libnetwork_testutil::privileged(name) {
+        return;
+    }
+    libnetwork_testutil::in_new_netns(|| body(firewall(BackendChoice::Nftables)));
+}
+
+#[test]
+fn nft_shows_the_elements_as_it_would_write_them() {
+    // The kernel got the bytes nft itself would send: nft decodes them back to these.
+    nft_only("nft_shows_the_elements_as_it_would_write_them", |fw| {
+        fw.add_network(&full_network()).unwrap();
+        fw.add_port_mappings(&mappings("br-a")).unwrap();
+        let rules = ruleset(BackendChoice::Nftables);
+        let net = "comment \"lnbr,br-a,172.30.1.0/24,fd00:30:1::/64,192.168.77.3,mch\"";
+        let tag = |m: &str| format!("comment \"lnmap,{m},br-a\"");
+        let expected = [
+            format!("\"br-a\" {net}"),
+            format!("\"br-a\" . \"br-a\" {net}"),
+            format!("172.30.1.0/24 . \"br-a\" {net}"),
+            format!("fd00:30:1::/64 . \"br-a\" {net}"),
+            format!("\"br-a\" {net} : 192.168.77.3"),
+            format!(
+                "tcp . 8080 {} : 172.30.1.2 . 80",
+                tag("tcp,*,8080-8080,172.30.1.2,80")
+            ),
+            format!(
+                "tcp . 8000-8999 {} : 172.30.1.2",
+                tag("tcp,*,8000-8999,172.30.1.2,8000")
+            ),
+            format!(
+                "tcp . 9199 {} : 172.30.1.2 . 9099",
+                tag("tcp,*,9100-9199,172.30.1.2,9000")
+            ),
+            format!(
+                "192.168.77.1 . udp . 53 {} : 172.30.1.2 . 53",
+                tag("udp,192.168.77.1,53-53,172.30.1.2,53")
+            ),
+            format!(
+                "tcp . 8444 {} : fd00:30:1::2 . 444",
+                tag("tcp,*,8443-8444,fd00:30:1::2,443")
+            ),
+            format!(
+                "fd00:77::1 . sctp . 8053-8060 {} : fd00:30:1::2",
+                tag("sctp,fd00:77::1,8053-8060,fd00:30:1::2,8053")
+            ),
+        ];
+        for element in expected {
+            assert!(rules.contains(&element), "{element} not in\n{rules}");
+        }
+    });
+}
+
+both_backends!(
+    /// A restarted process removes a network it found, with its mappings, completely.
+    a_network_found_at_start_is_removed_completely
+);
+fn a_network_found_at_start_is_removed_completely(backend: BackendChoice) {
+    let first = firewall(backend);
+    first
+        .add_network(&network("br-b", "172.30.2.0/24"))
+        .unwrap();
+    let before = ruleset(backend);
+    first.add_network(&full_network()).unwrap();
+    first.add_port_mappings(&mappings("br-a")).unwrap();
+    drop(first);
+
+    let second = firewall(backend);
+    second.remove_network("br-a").unwrap();
+    assert_eq!(ruleset(backend), before);
+    assert!(second.port_mappings().is_empty());
+}
+
+#[test]
+fn reapply_re_creates_the_networks_found_at_start() {
+    // nftables keeps each network's settings in its elements' comments.
+    nft_only("reapply_re_creates_the_networks_found_at_start", |first| {
+        first.add_network(&full_network()).unwrap();
+        first.add_port_mappings(&mappings("br-a")).unwrap();
+        let before = ruleset(BackendChoice::Nftables);
+        drop(first);
+
+        let second = firewall(BackendChoice::Nftables);
+        sh("nft", &["flush ruleset"]);
+        second.reapply().unwrap();
+        assert_eq!(
+            sorted_lines(&ruleset(BackendChoice::Nftables)),
+            sorted_lines(&before)
+        );
+    });
+}
+
+#[test]
+fn replacing_a_network_copes_with_elements_deleted_behind_its_back() {
+    nft_only(
+        "replacing_a_network_copes_with_elements_deleted_behind_its_back",
+        |fw| {
+            let mut closed = network("br-a", "172.30.1.0/24");
+            closed.icc = false;
+            closed.masquerade = false;
+            fw.add_network(&closed).unwrap();
+            let closed_rules = ruleset(BackendChoice::Nftables);
+            fw.add_network(&full_network()).unwrap();
+            sh("nft", &["flush set inet libnetwork nets6"]);
+            sh(
+                "nft",
+                &["delete element inet libnetwork same { \"br-a\" . \"br-a\" }"],
+            );
+            fw.add_network(&closed).unwrap();
+            assert_eq!(ruleset(BackendChoice::Nftables), closed_rules);
+        },
+    );
+}
+
+#[test]
+fn an_overlapping_mapping_of_the_same_kind_is_refused_and_changes_nothing() {
+    // Two same-port ranges over the same ports would be two overlapping elements of one map;
+    // the port allocator never asks for that, and the kernel refuses it.
+    nft_only(
+        "an_overlapping_mapping_of_the_same_kind_is_refused_and_changes_nothing",
+        |fw| {
+            fw.add_network(&full_network()).unwrap();
+            fw.add_port_mappings(&[tcp_mapping("br-a", 8000..=8999, "172.30.1.2", 8000)])
+                .unwrap();
+            let before = ruleset(BackendChoice::Nftables);
+            let err = fw
+                .add_port_mappings(&[
+                    tcp_mapping("br-a", 7000..=7000, "172.30.1.3", 7000),
+                    tcp_mapping("br-a", 8500..=8600, "172.30.1.3", 8500),
+                ])
+                .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Internal, "{err}");
+            assert!(err.to_string().contains("pub4"), "{err}");
+            assert_eq!(ruleset(BackendChoice::Nftables), before);
+            assert_eq!(fw.port_mappings().len(), 1);
+        },
+    );
 }

@@ -6,8 +6,9 @@ mod common;
 
 use std::net::{IpAddr, SocketAddr};
 
-use libnetwork_firewall::{BackendChoice, Firewall, FirewallConfig, NetworkRules};
+use libnetwork_firewall::{BackendChoice, Firewall, FirewallConfig, NetworkRules, PortMapping};
 use libnetwork_osl::Sandbox;
+use libnetwork_types::Protocol;
 
 use common::{HOST_OUTSIDE, OUTSIDE, Topology, network, probe, sh, tcp_mapping};
 
@@ -286,4 +287,100 @@ fn removing_a_network_removes_its_connectivity(backend: BackendChoice) {
     assert_eq!(outside.peer(), ip(C1));
     w.topo.connect(&w.c3, OUTSIDE, 7000).unwrap();
     assert_eq!(outside.peer(), ip(HOST_OUTSIDE));
+}
+
+both_backends!(
+    /// Mappings on one host address (IPv4 and IPv6, shifted or not) answer on that address and
+    /// not on another address of the host, and an IPv6 mapping on every address answers on any.
+    host_specific_mappings_answer_on_their_address_only
+);
+fn host_specific_mappings_answer_on_their_address_only(backend: BackendChoice) {
+    const OTHER_HOST: &str = "192.168.77.3";
+    const GW6: &str = "fd00:30:1::1";
+    const C1_6: &str = "fd00:30:1::2";
+    const HOST6: &str = "fd00:77::1";
+    const OTHER_HOST6: &str = "fd00:77::3";
+    const OUTSIDE6: &str = "fd00:77::2";
+
+    let topo = Topology::new();
+    libnetwork_osl::sysctl::write("net.ipv6.conf.all.forwarding", "1").unwrap();
+    // The host only solicits neighbours for forwarded packets from a link-local address that
+    // passed duplicate address detection (a second or two after the bridge comes up): skip it.
+    libnetwork_osl::sysctl::write("net.ipv6.conf.default.accept_dad", "0").unwrap();
+    topo.bridge("br-a", &format!("{GW_A}/24"));
+    topo.host_address("br-a", &format!("{GW6}/64"));
+    let c1 = topo.container_with(
+        "c1",
+        "br-a",
+        &[&format!("{C1}/24"), &format!("{C1_6}/64")],
+        &[GW_A, GW6],
+    );
+    topo.host_address("vout", &format!("{OTHER_HOST}/24"));
+    topo.host_address("vout", &format!("{HOST6}/64"));
+    topo.host_address("vout", &format!("{OTHER_HOST6}/64"));
+    topo.ip_in(
+        &topo.outside,
+        &[
+            "-6",
+            "address",
+            "add",
+            &format!("{OUTSIDE6}/64"),
+            "dev",
+            "eth0",
+            "nodad",
+        ],
+    );
+    let fw = Firewall::new(FirewallConfig {
+        backend,
+        ipv6: true,
+    })
+    .unwrap();
+    let mut a = net_a();
+    a.ipv6_subnet = Some("fd00:30:1::/64".parse().unwrap());
+    fw.add_network(&a).unwrap();
+
+    let on = |host: &str, ports: std::ops::RangeInclusive<u16>, container: &str, port: u16| {
+        PortMapping {
+            protocol: Protocol::Tcp,
+            host_ip: Some(host.parse().unwrap()),
+            host_ports: ports,
+            container_ip: container.parse().unwrap(),
+            container_port: port,
+            bridge: "br-a".to_string(),
+        }
+    };
+    let v4_shifted = topo.serve(&c1, C1, 80);
+    let v4_same = topo.serve(&c1, C1, 8091);
+    let v6_shifted = topo.serve(&c1, C1_6, 443);
+    let v6_same = topo.serve(&c1, C1_6, 8053);
+    let v6_any = topo.serve(&c1, C1_6, 444);
+    fw.add_port_mappings(&[
+        on(HOST_OUTSIDE, 8081..=8081, C1, 80),
+        on(OTHER_HOST, 8090..=8099, C1, 8090),
+        on(HOST6, 8443..=8443, C1_6, 443),
+        on(HOST6, 8053..=8053, C1_6, 8053),
+        PortMapping {
+            host_ip: None,
+            ..on(HOST6, 9443..=9444, C1_6, 443)
+        },
+    ])
+    .unwrap();
+
+    let out = &topo.outside;
+    topo.connect(out, HOST_OUTSIDE, 8081).unwrap();
+    assert_eq!(v4_shifted.peer(), ip(OUTSIDE));
+    topo.connect(out, OTHER_HOST, 8091).unwrap();
+    assert_eq!(v4_same.peer(), ip(OUTSIDE));
+    topo.connect(out, HOST6, 8443).unwrap();
+    assert_eq!(v6_shifted.peer(), ip(OUTSIDE6));
+    topo.connect(out, HOST6, 8053).unwrap();
+    assert_eq!(v6_same.peer(), ip(OUTSIDE6));
+    topo.connect(out, OTHER_HOST6, 9444).unwrap();
+    assert_eq!(v6_any.peer(), ip(OUTSIDE6));
+
+    // Not on the host's other addresses: nothing listens there, the host refuses.
+    assert!(topo.connect(out, OTHER_HOST, 8081).is_err());
+    assert!(topo.connect(out, HOST_OUTSIDE, 8091).is_err());
+    assert!(topo.connect(out, OTHER_HOST6, 8443).is_err());
+    assert!(topo.connect(out, OTHER_HOST6, 8053).is_err());
 }

@@ -2,6 +2,7 @@
 //! osl inside the test's private namespace, and TCP probes.
 #![allow(dead_code, unreachable_pub)]
 
+use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
@@ -87,27 +88,64 @@ pub fn ruleset(backend: BackendChoice) -> String {
     out
 }
 
-/// The rules of the backend's port-mapping chain, one per line.
-pub fn mapping_rules(backend: Backend) -> Vec<String> {
+/// How many port mappings the backend has installed: DNAT rules (iptables, one per mapping), or
+/// distinct mapping tags among the elements of the `pub` maps (nftables, where a mapping is one
+/// or more elements).
+pub fn mapping_count(backend: Backend) -> usize {
     match backend {
-        Backend::Nftables => sh("nft", &["list", "chain", "inet", "libnetwork", "published"])
-            .lines()
-            .filter(|l| l.contains("dnat"))
-            .map(str::to_string)
-            .collect(),
+        Backend::Nftables => {
+            let tags: HashSet<String> = nft_elements("pub")
+                .into_iter()
+                .filter_map(|(_, e)| e.pointer("/elem/comment").map(|c| c.to_string()))
+                .collect();
+            tags.len()
+        }
         Backend::Iptables => {
-            let mut rules: Vec<String> = Vec::new();
+            let mut rules = 0;
             for tool in ["iptables-save", "ip6tables-save"] {
-                rules.extend(
-                    sh(tool, &["-t", "nat"])
-                        .lines()
-                        .filter(|l| l.starts_with("-A DOCKER ") && l.contains("-j DNAT"))
-                        .map(str::to_string),
-                );
+                rules += sh(tool, &["-t", "nat"])
+                    .lines()
+                    .filter(|l| l.starts_with("-A DOCKER ") && l.contains("-j DNAT"))
+                    .count();
             }
             rules
         }
     }
+}
+
+/// The elements of the sets and maps of `table inet libnetwork` whose name starts with
+/// `prefix`, as `(set, element)`; a map element is its key (`{"elem": {...}}` or a plain value).
+pub fn nft_elements(prefix: &str) -> Vec<(String, serde_json::Value)> {
+    let json: serde_json::Value =
+        serde_json::from_str(&sh("nft", &["-j", "list", "table", "inet", "libnetwork"])).unwrap();
+    let mut out = Vec::new();
+    for item in json["nftables"].as_array().unwrap() {
+        let Some(set) = item.get("set").or_else(|| item.get("map")) else {
+            continue;
+        };
+        let name = set["name"].as_str().unwrap();
+        if !name.starts_with(prefix) {
+            continue;
+        }
+        for e in set["elem"].as_array().into_iter().flatten() {
+            let key = match e {
+                serde_json::Value::Array(pair) => pair[0].clone(),
+                other => other.clone(),
+            };
+            out.push((name.to_string(), key));
+        }
+    }
+    out
+}
+
+/// The rules of a chain of `table inet libnetwork`, one per line.
+pub fn nft_rules(chain: &str) -> Vec<String> {
+    sh("nft", &["list", "chain", "inet", "libnetwork", chain])
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.ends_with('{') && *l != "}" && !l.starts_with("type "))
+        .map(str::to_string)
+        .collect()
 }
 
 /// Network rules with Docker's defaults for a user-defined network.
@@ -213,15 +251,27 @@ impl Topology {
     /// Creates a container namespace `id` on `bridge` with `address` (`172.30.1.2/24`) and a
     /// default route through `gateway`.
     pub fn container(&self, id: &str, bridge: &str, address: &str, gateway: &str) -> Sandbox {
+        self.container_with(id, bridge, &[address], &[gateway])
+    }
+
+    /// Creates a container namespace `id` on `bridge` with `addresses` (IPv6 ones without
+    /// duplicate address detection) and default routes through `gateways`.
+    pub fn container_with(
+        &self,
+        id: &str,
+        bridge: &str,
+        addresses: &[&str],
+        gateways: &[&str],
+    ) -> Sandbox {
         self.rt.block_on(async {
             let sb = self
                 .host
                 .create_sandbox(&self.host.key_for(id))
                 .await
                 .unwrap();
-            let address: IpNet = address.parse().unwrap();
+            let addresses: Vec<IpNet> = addresses.iter().map(|a| a.parse().unwrap()).collect();
             let opts = InterfaceOptions {
-                addresses: vec![address],
+                addresses,
                 ..Default::default()
             };
             let pair = sb
@@ -232,9 +282,34 @@ impl Topology {
             let br = nl.link_by_name(bridge).await.unwrap();
             nl.set_master(&pair.host, &br).await.unwrap();
             nl.set_up(&pair.host, true).await.unwrap();
-            sb.set_gateway(gateway.parse().unwrap()).await.unwrap();
+            for gateway in gateways {
+                sb.set_gateway(gateway.parse().unwrap()).await.unwrap();
+            }
             sb
         })
+    }
+
+    /// Adds `address` (`fd00:77::1/64`) to the host's link `link`, without duplicate address
+    /// detection.
+    pub fn host_address(&self, link: &str, address: &str) {
+        self.rt.block_on(async {
+            let nl = self.host.netlink();
+            let link = nl.link_by_name(link).await.unwrap();
+            nl.add_address(&link, address.parse().unwrap(), true)
+                .await
+                .unwrap();
+        });
+    }
+
+    /// Runs `ip args...` inside `sb`.
+    pub fn ip_in(&self, sb: &Sandbox, args: &[&str]) {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        self.rt
+            .block_on(sb.run_in(move || {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                sh("ip", &args)
+            }))
+            .unwrap();
     }
 
     /// Starts a TCP server inside `sb` on `ip:port`.
