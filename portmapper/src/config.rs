@@ -8,11 +8,12 @@ use libnetwork_portallocator::PortRange;
 /// How a [`PortMapper`](crate::PortMapper) publishes ports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortMapperConfig {
-    /// Run the userland proxy: tokio tasks that listen on each published host port and forward
-    /// to the container, so that traffic the DNAT rules do not see (from the host's loopback,
-    /// or from a container back to its own published port when hairpin NAT is off) still
-    /// arrives. When off, each host port is only probe-bound once while mapping, to report a
-    /// port taken by another program. Docker's default is on (`--userland-proxy=true`).
+    /// Run the userland proxy: a tokio task per binding that listens on each of its host ports
+    /// and forwards to the container, so that traffic the DNAT rules do not see (from the
+    /// host's loopback, or from a container back to its own published port when hairpin NAT is
+    /// off) still arrives. When off, the host ports are only checked while mapping (probe-bound,
+    /// or for large ranges looked up in the kernel's socket tables), to report a port taken by
+    /// another program. Docker's default is on (`--userland-proxy=true`).
     pub userland_proxy: bool,
     /// How long a UDP flow of the proxy (one client address) lives without a datagram in either
     /// direction. Any positive duration; Docker's proxy uses 90 s.

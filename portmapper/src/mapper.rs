@@ -11,8 +11,16 @@ use libnetwork_types::{PortBinding, Protocol};
 use tokio::task::JoinSet;
 
 use crate::config::PortMapperConfig;
-use crate::socket::{self, Listener};
-use crate::{Error, proxy};
+use crate::proxy::{self, Listeners, PortSet};
+use crate::socket::{self, Probed};
+use crate::{Error, socktable};
+
+/// The smallest range whose ports, when the proxy is off, are checked with one query of the
+/// kernel's socket tables rather than a probe bind each. A query walks the kernel's whole
+/// tables, which costs about 1 ms per address family on an idle host and grows with its
+/// sockets; a probe costs about 7 µs. So the two break even at about 300 ports, and small
+/// bindings (the common single port) keep the probe.
+const SOCKET_TABLE_MIN_PORTS: usize = 512;
 
 /// Publishes container ports on the host: reserves host ports, installs DNAT rules through the
 /// [`Firewall`] and runs the userland proxy as tasks of the caller's tokio runtime.
@@ -22,9 +30,9 @@ use crate::{Error, proxy};
 /// method takes `&self`.
 ///
 /// # Namespaces
-/// The proxy's sockets, and the probe sockets when the proxy is off, are created by the thread
-/// that polls [`PortMapper::map`], and the proxy's connections to containers by the runtime's
-/// worker threads: all of them must be in the host's network namespace. Create the mapper and
+/// The proxy's sockets, and the probe sockets and socket table queries when the proxy is off,
+/// are created by the thread that polls [`PortMapper::map`], and the proxy's connections to
+/// containers by the runtime's worker threads: all of them must be in the host's network namespace. Create the mapper and
 /// call it from a runtime whose threads are all in that namespace (never `setns` a worker
 /// thread); tests build their runtime inside a private namespace.
 ///
@@ -64,9 +72,9 @@ struct Mapping {
     binding: PortBinding,
     /// The DNAT rule installed for it, if any.
     dnat: Option<PortMapping>,
-    /// The proxy's listener tasks (empty when the proxy is off or for SCTP).
+    /// The proxy's task (none when the proxy is off or for SCTP).
     proxy: JoinSet<()>,
-    /// Dropping it stops the proxy's tasks.
+    /// Dropping it stops the proxy's task.
     stop: proxy::Stop,
 }
 
@@ -88,7 +96,8 @@ struct Request {
 struct Prepared {
     request: Request,
     host_ports: RangeInclusive<u16>,
-    listeners: Vec<Listener>,
+    /// The proxy's sockets (none when the proxy is off or for SCTP).
+    listeners: Option<Listeners>,
 }
 
 impl Prepared {
@@ -173,9 +182,10 @@ impl PortMapper {
     /// - the host ports are an ephemeral port when `host_port` is 0, `host_port` when
     ///   `host_port_end` is 0 or equal, and otherwise the range `host_port..=host_port_end`
     ///   mapped one to one onto the container ports from `port` (a range of the same length);
-    /// - the ports are reserved, bound (by the proxy, or probe-bound when it is off, to find a
-    ///   port held by another program), the DNAT rules are installed in one batch, and the
-    ///   proxy tasks start.
+    /// - the ports are reserved, bound by the proxy (or, when it is off, checked to find a port
+    ///   held by another program: probe-bound, or for a range of 512 ports or more looked up in
+    ///   the kernel's socket tables), the DNAT rules are installed in one batch, and the proxy
+    ///   tasks start (one per binding).
     ///
     /// An ephemeral port held by another program is given up for the next one, up to
     /// [`PortMapperConfig::dynamic_port_attempts`] ports.
@@ -367,25 +377,46 @@ impl Inner {
         Ok(start..=end)
     }
 
-    /// Binds the proxy's sockets on the host ports, or probe-binds them when the proxy is off
-    /// (SCTP is always only probed). Sockets already bound are closed on failure.
+    /// Binds the proxy's sockets on the host ports, or checks them when the proxy is off (SCTP
+    /// is always only checked). Sockets already bound are closed on failure.
     fn bind(
         &self,
         request: &Request,
         host_ports: RangeInclusive<u16>,
-    ) -> Result<Vec<Listener>, Error> {
+    ) -> Result<Option<Listeners>, Error> {
         let proxied = self.config.userland_proxy && request.proto != Protocol::Sctp;
-        let mut listeners = Vec::with_capacity(if proxied { host_ports.len() } else { 0 });
-        for port in host_ports {
-            let addr = SocketAddr::new(request.host_ip, port);
-            let bound = if proxied {
-                socket::bind_listener(addr, request.proto).map(|l| listeners.extend(l))
-            } else {
-                socket::probe(addr, request.proto)
-            };
-            bound.map_err(|e| Error::bind(addr, request.proto, e))?;
+        if !proxied {
+            return self.check(request, host_ports).map(|()| None);
         }
-        Ok(listeners)
+        let listeners = match request.proto {
+            Protocol::Tcp => Listeners::Tcp(bind_all(request, host_ports, socket::bind_tcp)?),
+            Protocol::Udp => Listeners::Udp(bind_all(request, host_ports, socket::bind_udp)?),
+            Protocol::Sctp => unreachable!("sctp is not proxied"),
+        };
+        Ok(Some(listeners))
+    }
+
+    /// Finds out whether another program holds a host port, without keeping any socket: a
+    /// probe bind of each port, or for a large range one query of the kernel's socket tables
+    /// and a probe bind of only the ports where a socket was found.
+    fn check(&self, request: &Request, host_ports: RangeInclusive<u16>) -> Result<(), Error> {
+        if host_ports.len() < SOCKET_TABLE_MIN_PORTS {
+            return probe_all(request, host_ports);
+        }
+        match socktable::occupied_ports(request.proto, request.host_ip, host_ports.clone()) {
+            Ok(occupied) => {
+                tracing::debug!(
+                    ports = host_ports.len(),
+                    occupied = occupied.len(),
+                    "host ports checked in the kernel's socket tables"
+                );
+                probe_all(request, occupied)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "socket table query failed, probing every port");
+                probe_all(request, host_ports)
+            }
+        }
     }
 
     fn release_ports(&self, request: &Request, host_ports: RangeInclusive<u16>) {
@@ -435,16 +466,19 @@ impl Inner {
         for (p, dnat) in prepared.into_iter().zip(rules) {
             let binding = p.operational();
             let key = p.key();
-            let backend = p.request.container_ip;
+            let backend = proxy::Backend {
+                ip: p.request.container_ip,
+                port: p.request.container_port,
+            };
             let mut proxy = JoinSet::new();
             let (stop, signal) = proxy::stop_signal();
-            for (i, listener) in p.listeners.into_iter().enumerate() {
-                let offset = u16::try_from(i).expect("a range has at most 65535 ports");
-                let backend = SocketAddr::new(backend, p.request.container_port + offset);
+            let mut listening = 0;
+            if let Some(listeners) = p.listeners {
+                listening = listeners.len();
                 let idle = self.config.udp_idle_timeout;
-                proxy::spawn(&mut proxy, listener, backend, idle, signal.clone());
+                proxy::spawn(&mut proxy, listeners, backend, idle, signal);
             }
-            tracing::debug!(%binding, proxy_tasks = proxy.len(), dnat = dnat.is_some(), "port published");
+            tracing::debug!(%binding, proxy_sockets = listening, dnat = dnat.is_some(), "port published");
             operational.push(binding);
             mappings.push((
                 key,
@@ -475,8 +509,8 @@ impl Inner {
             rules.extend(mapping.dnat);
             freed.push(mapping.binding);
         }
-        // Every proxy task closes its sockets (listener, connections, flows) before it ends, so
-        // once they have all ended the ports can be bound again.
+        // Every proxy task closes its sockets (host ports, connections, flows) before it ends,
+        // so once they have all ended the ports can be bound again.
         for mut proxy in proxies {
             while proxy.join_next().await.is_some() {}
         }
@@ -506,6 +540,40 @@ impl Inner {
         tracing::info!(bindings = freed.len(), "ports unpublished");
         result
     }
+}
+
+/// Binds the proxy's socket of every host port with `bind`, in a set watched by one task.
+fn bind_all<S: std::os::fd::AsFd>(
+    request: &Request,
+    host_ports: RangeInclusive<u16>,
+    bind: fn(SocketAddr) -> std::io::Result<S>,
+) -> Result<PortSet<S>, Error> {
+    let first = SocketAddr::new(request.host_ip, *host_ports.start());
+    let mut set = PortSet::with_capacity(host_ports.len())
+        .map_err(|e| Error::bind(first, request.proto, e))?;
+    for port in host_ports {
+        let addr = SocketAddr::new(request.host_ip, port);
+        bind(addr)
+            .and_then(|socket| set.push(socket))
+            .map_err(|e| Error::bind(addr, request.proto, e))?;
+    }
+    Ok(set)
+}
+
+/// Probe-binds each of `ports` on the host address of `request` (see [`socket::probe`]).
+fn probe_all(request: &Request, ports: impl IntoIterator<Item = u16>) -> Result<(), Error> {
+    for port in ports {
+        let addr = SocketAddr::new(request.host_ip, port);
+        match socket::probe(addr, request.proto) {
+            Ok(Probed::Free) => {}
+            Ok(Probed::Unsupported) => {
+                tracing::debug!(%addr, "sctp is not available in this kernel, probe skipped");
+                return Ok(());
+            }
+            Err(e) => return Err(Error::bind(addr, request.proto, e)),
+        }
+    }
+    Ok(())
 }
 
 impl Key {
@@ -667,13 +735,13 @@ mod tests {
         let p = Prepared {
             request: request(&b, true).unwrap(),
             host_ports: 8080..=8080,
-            listeners: Vec::new(),
+            listeners: None,
         };
         assert!(p.dnat("br0").is_none());
         let p = Prepared {
             request: request(&binding(80, 8080, 8089), true).unwrap(),
             host_ports: 8080..=8089,
-            listeners: Vec::new(),
+            listeners: None,
         };
         let rule = p.dnat("br0").unwrap();
         assert_eq!(rule.host_ip, None);

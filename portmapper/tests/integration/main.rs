@@ -6,6 +6,7 @@ mod conflict;
 mod firewall;
 mod proxy_tcp;
 mod proxy_udp;
+mod ranges;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
