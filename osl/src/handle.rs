@@ -97,6 +97,21 @@ impl NetlinkHandle {
         })
     }
 
+    /// Opens a handle on the namespace of the calling thread, without waiting: for a thread
+    /// that visits several namespaces in turn (see [`crate::Host::open_sandboxes`]). The
+    /// thread must have entered the tokio runtime (`Handle::enter`), with which the socket
+    /// registers and on which its connection task is spawned.
+    pub(crate) fn open_on_this_thread(label: Arc<str>) -> Result<Self> {
+        let (conn, inner, _) = rtnetlink::new_connection()
+            .map_err(|e| Error::os(format!("open netlink socket in {label}"), e))?;
+        tokio::spawn(conn);
+        Ok(Self {
+            inner,
+            dump_lock: Arc::default(),
+            label,
+        })
+    }
+
     /// How errors name this handle's namespace (`host`, `sandbox <key>`).
     pub fn label(&self) -> &str {
         &self.label

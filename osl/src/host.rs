@@ -1,9 +1,14 @@
 //! The host side: the namespace the daemon runs in, where interfaces come from and go back to,
 //! and the run directory where sandbox keys live.
 
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use crate::error::Result;
+use nix::sched::{CloneFlags, setns};
+use tracing::debug;
+
+use crate::error::{Error, Result};
 use crate::handle::NetlinkHandle;
 use crate::netns::{self, Netns};
 use crate::sandbox::Sandbox;
@@ -104,6 +109,70 @@ impl Host {
     pub async fn open_sandbox(&self, key: &Path) -> Result<Sandbox> {
         let netns = Netns::open(key)?;
         Sandbox::attach(self.clone(), key, netns, false).await
+    }
+
+    /// Opens the sandboxes bound to `keys`, as [`Host::open_sandbox`] does for one, in the
+    /// order of `keys`. For a restart with many sandboxes: a single thread visits each
+    /// namespace in turn to open its netlink socket, where [`Host::open_sandbox`] starts a
+    /// thread per sandbox.
+    ///
+    /// # Errors
+    /// Per key, as [`Host::open_sandbox`]; [`Error::Os`](crate::Error::Os) for every key when
+    /// the thread cannot be started.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub async fn open_sandboxes(&self, keys: &[PathBuf]) -> Vec<Result<Sandbox>> {
+        let to_visit: Vec<(Result<Netns>, Arc<str>)> = keys
+            .iter()
+            .map(|key| {
+                (
+                    Netns::open(key),
+                    format!("sandbox {}", key.display()).into(),
+                )
+            })
+            .collect();
+        let runtime = tokio::runtime::Handle::current();
+        let visited = netns::on_new_thread(move || {
+            let _entered = runtime.enter();
+            to_visit
+                .into_iter()
+                .map(|(netns, label)| {
+                    let netns = netns?;
+                    setns(netns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| {
+                        Error::os(
+                            format!("enter network namespace {}", netns.path().display()),
+                            e,
+                        )
+                    })?;
+                    let netlink = NetlinkHandle::open_on_this_thread(label)?;
+                    Ok((netns, netlink))
+                })
+                .collect::<Vec<Result<(Netns, NetlinkHandle)>>>()
+        })
+        .await;
+        match visited {
+            Ok(visited) => visited
+                .into_iter()
+                .zip(keys)
+                .map(|(opened, key)| {
+                    let (netns, netlink) = opened?;
+                    debug!(key = %key.display(), "sandbox reopened");
+                    Ok(Sandbox::reopened(self.clone(), key, netns, netlink))
+                })
+                .collect(),
+            Err(e) => {
+                let cause = e.to_string();
+                keys.iter()
+                    .map(|key| {
+                        Err(Error::os(
+                            format!("open sandbox {}", key.display()),
+                            std::io::Error::other(cause.clone()),
+                        ))
+                    })
+                    .collect()
+            }
+        }
     }
 
     /// Makes a sandbox of an existing namespace (`/proc/<pid>/ns/net` of a process started

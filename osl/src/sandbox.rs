@@ -137,6 +137,18 @@ impl Sandbox {
         Ok(sandbox)
     }
 
+    /// The sandbox of a namespace opened by [`Host::open_sandboxes`], with its handle.
+    pub(crate) fn reopened(host: Host, key: &Path, netns: Netns, netlink: NetlinkHandle) -> Self {
+        Self {
+            key: key.to_path_buf(),
+            label: netlink.label().to_owned(),
+            netns,
+            netlink,
+            host,
+            origins: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// The sandbox key: the file its namespace is bound to.
     pub fn key(&self) -> &Path {
         &self.key

@@ -937,3 +937,88 @@ fn interface_enslaved_to_a_sandbox_bridge_lists_its_master() {
         },
     );
 }
+
+#[test]
+fn many_sandboxes_reopen_at_once_each_in_its_own_namespace() {
+    kernel_test(
+        "many_sandboxes_reopen_at_once_each_in_its_own_namespace",
+        |host| async move {
+            let mut keys = Vec::new();
+            for i in 0..3 {
+                let key = host.key_for(&format!("many{i}"));
+                let sb = host.create_sandbox(&key).await?;
+                sb.create_veth(
+                    &format!("vm{i}"),
+                    "eth",
+                    &addrs(&[&format!("10.21.{i}.2/24")]),
+                )
+                .await?;
+                keys.push(key);
+            }
+            // A key with no namespace on it fails alone, in its place.
+            let missing = host.key_for("missing");
+            keys.insert(1, missing.clone());
+
+            let opened = host.open_sandboxes(&keys).await;
+            ensure!(opened.len() == 4, "{} results", opened.len());
+            let mut seen = Vec::new();
+            for (key, sb) in keys.iter().zip(opened) {
+                if *key == missing {
+                    let err = sb.err().context("a missing key opened")?;
+                    ensure!(err.kind() == ErrorKind::NotFound, "{err}");
+                    continue;
+                }
+                let sb = sb?;
+                ensure!(sb.key() == key);
+                ensure!(sb.netns().inode() == netns::Netns::open(key)?.inode());
+                // Its handle talks to its own namespace.
+                let ifaces = sb.interfaces().await?;
+                ensure!(
+                    ifaces.len() == 1 && ifaces[0].link.name == "eth0",
+                    "{ifaces:?}"
+                );
+                let addr = ifaces[0].addresses.iter().find(|a| a.net.addr().is_ipv4());
+                seen.push(addr.map(|a| a.net.to_string()).context("no address")?);
+            }
+            ensure!(
+                seen == ["10.21.0.2/24", "10.21.1.2/24", "10.21.2.2/24"],
+                "{seen:?}"
+            );
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn bridge_ports_are_listed_with_their_bridge_and_state() {
+    kernel_test(
+        "bridge_ports_are_listed_with_their_bridge_and_state",
+        |host| async move {
+            let nl = host.netlink();
+            let bridge = nl.create_bridge("brports").await?;
+            let up = nl.create_veth("vport0", "vpeer0", None).await?;
+            nl.set_master(&up, &bridge).await?;
+            nl.set_up(&up, true).await?;
+            let down = nl.create_veth("vport1", "vpeer1", None).await?;
+            nl.set_master(&down, &bridge).await?;
+            // On no bridge: not a port.
+            nl.create_veth("vloose", "vpeer2", None).await?;
+
+            let mut ports = nl.bridge_ports().await?;
+            ports.sort_by(|a, b| a.name.cmp(&b.name));
+            let seen: Vec<(&str, Option<u32>, bool)> = ports
+                .iter()
+                .map(|p| (p.name.as_str(), p.master, p.up))
+                .collect();
+            ensure!(
+                seen == [
+                    ("vport0", Some(bridge.index), true),
+                    ("vport1", Some(bridge.index), false)
+                ],
+                "{ports:?}"
+            );
+            ensure!(ports.iter().all(|p| p.index != 0 && p.kind.is_none()));
+            Ok(())
+        },
+    );
+}

@@ -18,6 +18,10 @@
 //!    range), timed as `program_external_connectivity`; reported with the number of ruleset
 //!    lines the mapping added, the resident memory it added, and the child processes left; then
 //!    revoked (returns at once) and timed until the background withdrawal is done.
+//!    `BRIDGE_BENCH_RANGE_RUNS` (default 1) repeats each size that many times and adds a median
+//!    line per size.
+//!
+//! `BRIDGE_BENCH_SCENARIOS` (default `attach,ranges`) picks the scenarios to run.
 #![allow(missing_docs)]
 #![allow(clippy::print_stdout)]
 
@@ -269,7 +273,7 @@ async fn attach_detach(host: &Host, backend: Backend, runs: usize) {
     }
 }
 
-async fn port_ranges(host: &Host, backend: Backend) {
+async fn port_ranges(host: &Host, backend: Backend, runs: usize) {
     let driver = driver(host, backend).await;
     driver
         .create_network(&network("rangenet", "10.201.0.0/16"))
@@ -281,67 +285,116 @@ async fn port_ranges(host: &Host, backend: Backend) {
         .expect("sandbox");
     let name = backend_name(backend);
     for (i, size) in [1000u16, 10000].into_iter().enumerate() {
-        let eid = format!("range{size}");
-        let mut iface = EndpointInterface {
-            address: Some(format!("10.201.0.{}/16", 2 + i).parse().expect("address")),
-            ..Default::default()
-        };
-        let first = 20000;
-        let options = EndpointOptions {
-            port_bindings: vec![tcp(first, first, first + size - 1)],
-            ..Default::default()
-        };
-        driver
-            .create_endpoint("rangenet", &eid, &mut iface, &options)
-            .await
-            .expect("endpoint");
-        driver
-            .join("rangenet", &eid, &sandbox, &JoinOptions::default())
-            .await
-            .expect("join");
-        let (lines, rss) = (ruleset_lines(backend), rss_kib());
-        let start = Instant::now();
-        driver
-            .program_external_connectivity("rangenet", &eid, &options)
-            .await
-            .expect("publish range");
-        let took = start.elapsed();
-        let (lines_after, rss_after) = (ruleset_lines(backend), rss_kib());
-        println!(
-            "{name:<9} publish {size:>5}-port range: {:>8.3} ms, ruleset +{} lines, RSS +{} KiB, \
-             {} ports allocated, {} child processes",
-            ms(took),
-            lines_after.saturating_sub(lines),
-            rss_after.saturating_sub(rss),
-            driver.port_mapper().allocated_ports(),
-            children(),
-        );
-        let start = Instant::now();
-        driver
-            .revoke_external_connectivity("rangenet", &eid)
-            .await
-            .expect("revoke");
-        let revoked = start.elapsed();
-        driver.settle().await;
-        println!(
-            "{name:<9} revoke  {size:>5}-port range: {:>8.3} ms (withdrawn {:.3} ms later, {} ports left)",
-            ms(revoked),
-            ms(start.elapsed()),
-            driver.port_mapper().allocated_ports(),
-        );
-        driver.leave("rangenet", &eid).await.expect("leave");
-        driver
-            .delete_endpoint("rangenet", &eid)
-            .await
-            .expect("delete");
+        let (mut published, mut revoked, mut withdrawn) = (Vec::new(), Vec::new(), Vec::new());
+        for run in 0..runs {
+            let eid = format!("range{size}-{run}");
+            let mut iface = EndpointInterface {
+                address: Some(
+                    format!("10.201.{i}.{}/16", 2 + run)
+                        .parse()
+                        .expect("address"),
+                ),
+                ..Default::default()
+            };
+            let first = 20000;
+            let options = EndpointOptions {
+                port_bindings: vec![tcp(first, first, first + size - 1)],
+                ..Default::default()
+            };
+            driver
+                .create_endpoint("rangenet", &eid, &mut iface, &options)
+                .await
+                .expect("endpoint");
+            driver
+                .join("rangenet", &eid, &sandbox, &JoinOptions::default())
+                .await
+                .expect("join");
+            let (lines, rss) = (ruleset_lines(backend), rss_kib());
+            let start = Instant::now();
+            driver
+                .program_external_connectivity("rangenet", &eid, &options)
+                .await
+                .expect("publish range");
+            let took = start.elapsed();
+            published.push(took);
+            let (lines_after, rss_after) = (ruleset_lines(backend), rss_kib());
+            println!(
+                "{name:<9} publish {size:>5}-port range: {:>8.3} ms, ruleset +{} lines, RSS +{} KiB, \
+                 {} ports allocated, {} child processes",
+                ms(took),
+                lines_after.saturating_sub(lines),
+                rss_after.saturating_sub(rss),
+                driver.port_mapper().allocated_ports(),
+                children(),
+            );
+            let start = Instant::now();
+            driver
+                .revoke_external_connectivity("rangenet", &eid)
+                .await
+                .expect("revoke");
+            revoked.push(start.elapsed());
+            driver.settle().await;
+            withdrawn.push(start.elapsed());
+            println!(
+                "{name:<9} revoke  {size:>5}-port range: {:>8.3} ms (withdrawn {:.3} ms later, {} ports left)",
+                ms(revoked[run]),
+                ms(withdrawn[run]),
+                driver.port_mapper().allocated_ports(),
+            );
+            driver.leave("rangenet", &eid).await.expect("leave");
+            driver
+                .delete_endpoint("rangenet", &eid)
+                .await
+                .expect("delete");
+        }
+        if runs > 1 {
+            println!(
+                "{name:<9} median of {runs} for {size:>5} ports: publish {:>8.3} ms, revoke {:.3} ms, \
+                 withdrawn {:.3} ms",
+                ms(stats(&published).0),
+                ms(stats(&revoked).0),
+                ms(stats(&withdrawn).0),
+            );
+        }
     }
     driver.delete_network("rangenet").await.expect("delete");
     driver.settle().await;
     sandbox.destroy().expect("destroy sandbox");
 }
 
-/// Runs both scenarios for `backend` in fresh namespaces, on a runtime of its own.
-fn run_backend(backend: Backend, runs: usize) {
+/// The scenarios to run (`BRIDGE_BENCH_SCENARIOS`) and the repetitions of the port ranges
+/// (`BRIDGE_BENCH_RANGE_RUNS`).
+struct Scenarios {
+    attach: bool,
+    ranges: bool,
+    range_runs: usize,
+}
+
+impl Scenarios {
+    fn from_env() -> Self {
+        let names =
+            std::env::var("BRIDGE_BENCH_SCENARIOS").unwrap_or_else(|_| "attach,ranges".into());
+        let names: Vec<&str> = names.split(',').map(str::trim).collect();
+        for name in &names {
+            assert!(
+                matches!(*name, "attach" | "ranges"),
+                "unknown scenario {name:?} (attach, ranges)"
+            );
+        }
+        Self {
+            attach: names.contains(&"attach"),
+            ranges: names.contains(&"ranges"),
+            range_runs: std::env::var("BRIDGE_BENCH_RANGE_RUNS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1usize)
+                .clamp(1, 200),
+        }
+    }
+}
+
+/// Runs the chosen scenarios for `backend` in fresh namespaces, on a runtime of its own.
+fn run_backend(backend: Backend, runs: usize, scenarios: &Scenarios) {
     std::thread::scope(|s| {
         s.spawn(|| {
             libnetwork_testutil::enter_private_namespaces();
@@ -353,8 +406,12 @@ fn run_backend(backend: Backend, runs: usize) {
                 .expect("runtime");
             rt.block_on(async {
                 let host = Host::new(dir.path()).await.expect("host");
-                attach_detach(&host, backend, runs).await;
-                port_ranges(&host, backend).await;
+                if scenarios.attach {
+                    attach_detach(&host, backend, runs).await;
+                }
+                if scenarios.ranges {
+                    port_ranges(&host, backend, scenarios.range_runs).await;
+                }
             });
             drop(rt);
             if let Ok(entries) = std::fs::read_dir(dir.path().join("netns")) {
@@ -377,6 +434,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(100usize)
         .clamp(1, 30000);
+    let scenarios = Scenarios::from_env();
     let backends =
         std::env::var("BRIDGE_BENCH_BACKENDS").unwrap_or_else(|_| "nftables,iptables".into());
     for name in backends.split(',') {
@@ -386,6 +444,6 @@ fn main() {
             "none" => None,
             other => panic!("unknown backend {other:?}"),
         };
-        run_backend(backend, runs);
+        run_backend(backend, runs, &scenarios);
     }
 }

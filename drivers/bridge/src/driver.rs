@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use ipnet::IpNet;
@@ -132,26 +133,35 @@ impl BridgeDriver {
             firewall,
             port_mapper,
         } = options;
-        if config.enable_ip_forwarding {
-            setup::enable_ip_forwarding(&host).await?;
-        }
-        let firewall = match (config.enable_iptables, firewall) {
-            (false, _) => None,
-            (true, Some(fw)) => Some(fw),
-            (true, None) => {
-                let fw_config = FirewallConfig {
-                    backend: BackendChoice::Auto,
-                    ipv6: config.enable_ip6tables,
-                };
-                let fw = blocking("set up the firewall", move || Firewall::new(fw_config))
-                    .await?
-                    .map_err(|cause| Error::Firewall {
-                        op: "set up the firewall".into(),
-                        cause,
-                    })?;
-                Some(Arc::new(fw))
+        let persistence = Persistence::new(store);
+        // What the restore reads (records, the host's bridge ports and addresses) is read
+        // while forwarding and the firewall are set up.
+        let setting_up = async {
+            if config.enable_ip_forwarding {
+                setup::enable_ip_forwarding(&host).await?;
+            }
+            match (config.enable_iptables, firewall) {
+                (false, _) => Ok(None),
+                (true, Some(fw)) => Ok(Some(fw)),
+                (true, None) => {
+                    let fw_config = FirewallConfig {
+                        backend: BackendChoice::Auto,
+                        ipv6: config.enable_ip6tables,
+                    };
+                    let fw = blocking("set up the firewall", move || Firewall::new(fw_config))
+                        .await?
+                        .map_err(|cause| Error::Firewall {
+                            op: "set up the firewall".into(),
+                            cause,
+                        })?;
+                    Ok(Some(Arc::new(fw)))
+                }
             }
         };
+        let (to_restore, firewall) =
+            tokio::join!(RestoreState::read(&host, &persistence), setting_up);
+        let firewall = firewall?;
+        let to_restore = to_restore?;
         let ports = port_mapper.unwrap_or_else(|| {
             let pm_config = PortMapperConfig {
                 userland_proxy: config.enable_userland_proxy,
@@ -167,7 +177,7 @@ impl BridgeDriver {
                 unpublisher,
                 host,
                 config,
-                persistence: Persistence::new(store),
+                persistence,
                 firewall,
                 ports,
                 networks: Mutex::default(),
@@ -175,7 +185,7 @@ impl BridgeDriver {
                 names: Mutex::default(),
             }),
         };
-        driver.inner.restore().await?;
+        driver.inner.restore(to_restore).await;
         info!(
             firewall = driver.inner.firewall.is_some(),
             userland_proxy = config.enable_userland_proxy,
@@ -377,7 +387,8 @@ impl Inner {
         if let Err(e) = self.remove_firewall_rules(&network.config).await {
             failures.push(e);
         }
-        if let Err(e) = setup::teardown_bridge(&self.host, &network.config, &network.bridge).await {
+        if let Err(e) = setup::teardown_bridge(&self.links, &network.config, &network.bridge).await
+        {
             failures.push(e);
         }
         if let Err(e) = self
@@ -927,24 +938,44 @@ impl Inner {
 
     // ----- restore -----
 
-    async fn restore(&self) -> Result<()> {
+    async fn restore(self: &Arc<Self>, state: RestoreState) {
         // Veths retired by an earlier process but not yet deleted.
         self.links.kick();
-        let networks: Vec<NetworkRecord> = self.persistence.list(NETWORK_PREFIX).await?;
-        let endpoints: Vec<EndpointRecord> = self.persistence.list(ENDPOINT_PREFIX).await?;
+        let RestoreState {
+            networks,
+            endpoints,
+            snapshot,
+            started,
+        } = state;
         if networks.is_empty() && endpoints.is_empty() {
-            return Ok(());
+            return;
         }
+        let snapshot = Arc::new(snapshot);
         let stored: HashSet<String> = networks.iter().map(|n| n.config.id.clone()).collect();
+        // Networks are independent of each other: restored concurrently.
+        let mut restoring = tokio::task::JoinSet::new();
         for record in networks {
-            let id = record.config.id.clone();
-            match self.restore_network(record.config).await {
-                Ok(network) => {
+            let inner = Arc::clone(self);
+            let snapshot = Arc::clone(&snapshot);
+            restoring.spawn(async move {
+                let id = record.config.id.clone();
+                let restored = inner.restore_network(record.config, &snapshot).await;
+                (id, restored)
+            });
+        }
+        while let Some(done) = restoring.join_next().await {
+            match done {
+                Ok((id, Ok(network))) => {
                     lock(&self.networks).insert(id, Arc::new(network));
                 }
-                Err(e) => warn!(network = %id, error = %e, "network not restored"),
+                Ok((id, Err(e))) => warn!(network = %id, error = %e, "network not restored"),
+                Err(e) => warn!(error = %e, "network restore did not finish"),
             }
         }
+        debug!(
+            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "restore: networks restored"
+        );
 
         self.remove_stale_port_mappings(&endpoints).await;
         for record in endpoints {
@@ -954,7 +985,7 @@ impl Inner {
                     continue;
                 }
                 warn!(endpoint = %record.id, network = %record.nid, "endpoint of an unknown network removed");
-                if let Ok(link) = self.host.netlink().link_by_name(&record.src_name).await {
+                if let Ok(Some(link)) = self.host_link(&snapshot, &record.src_name).await {
                     self.retire_leftover(link).await;
                 }
                 if let Err(e) = self.persistence.delete(&record).await {
@@ -963,19 +994,24 @@ impl Inner {
                 continue;
             };
             let id = record.id.clone();
-            let endpoint = self.restore_endpoint(&network, record).await;
+            let endpoint = self.restore_endpoint(&network, record, &snapshot).await;
             lock(&network.endpoints).insert(id, Arc::new(tokio::sync::Mutex::new(endpoint)));
         }
-        self.remove_stale_veths().await;
+        self.remove_stale_veths(&snapshot).await;
         info!(
             networks = lock(&self.networks).len(),
+            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
             "bridge networks restored"
         );
-        Ok(())
     }
 
-    async fn restore_network(&self, cfg: NetworkConfig) -> Result<Network> {
-        let bridge = setup::setup_bridge(&self.host, &cfg, &self.config).await?;
+    async fn restore_network(
+        &self,
+        cfg: NetworkConfig,
+        snapshot: &setup::HostSnapshot,
+    ) -> Result<Network> {
+        let bridge =
+            setup::setup_bridge_with(&self.host, &cfg, &self.config, Some(snapshot)).await?;
         if let Err(e) = self.add_firewall_rules(&cfg).await {
             // A bridge made just now is undone; a reused one stays as it was.
             let undo = bridge.undo.run(&self.host).await;
@@ -989,18 +1025,40 @@ impl Inner {
         })
     }
 
-    async fn restore_endpoint(&self, network: &Network, mut record: EndpointRecord) -> Endpoint {
+    /// The host link called `name` (`None` when there is none): from the snapshot's bridge
+    /// ports, or asked for (a link on no bridge, or no snapshot of the ports).
+    async fn host_link(
+        &self,
+        snapshot: &setup::HostSnapshot,
+        name: &str,
+    ) -> libnetwork_osl::Result<Option<Link>> {
+        if let Some(port) = snapshot.ports.as_ref().and_then(|ports| ports.get(name)) {
+            return Ok(Some(port.clone()));
+        }
+        match self.host.netlink().link_by_name(name).await {
+            Ok(link) => Ok(Some(link)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn restore_endpoint(
+        &self,
+        network: &Network,
+        mut record: EndpointRecord,
+        snapshot: &setup::HostSnapshot,
+    ) -> Endpoint {
         lock(&self.names).insert(record.src_name.clone());
         // Joined endpoints are the ones whose veth is up on the bridge; a veth found down was
         // being removed by a leave when the process stopped.
-        let host_link = match self.host.netlink().link_by_name(&record.src_name).await {
-            Ok(link) if link.up && link.master == Some(network.bridge.index) => Some(link),
-            Ok(link) => {
+        let host_link = match self.host_link(snapshot, &record.src_name).await {
+            Ok(Some(link)) if link.up && link.master == Some(network.bridge.index) => Some(link),
+            Ok(Some(link)) => {
                 debug!(link = %link.name, "leftover veth removed");
                 self.retire_leftover(link).await;
                 None
             }
-            Err(e) if e.is_not_found() => None,
+            Ok(None) => None,
             Err(e) => {
                 warn!(endpoint = %record.id, error = %e, "veth of endpoint not checked");
                 None
@@ -1075,17 +1133,38 @@ impl Inner {
     }
 
     /// Deletes veths on the driver's bridges that belong to no endpoint.
-    async fn remove_stale_veths(&self) {
+    async fn remove_stale_veths(&self, snapshot: &setup::HostSnapshot) {
         let bridges: HashSet<u32> = lock(&self.networks)
             .values()
             .map(|n| n.bridge.index)
             .collect();
-        let links = match self.host.netlink().links().await {
-            Ok(links) => links,
-            Err(e) => {
-                warn!(error = %e, "links not listed, stale veths not removed");
-                return;
+        // The restore made no veth, so the ports seen before it are all there is. Their kind
+        // is not in the snapshot: the few candidates are looked up.
+        let links = match &snapshot.ports {
+            Some(ports) => {
+                let mut links = Vec::new();
+                for port in ports.values() {
+                    let candidate = port.master.is_some_and(|m| bridges.contains(&m))
+                        && port.name.starts_with(netutils::VETH_PREFIX)
+                        && !lock(&self.names).contains(&port.name);
+                    if !candidate {
+                        continue;
+                    }
+                    match self.host.netlink().link_by_name(&port.name).await {
+                        Ok(link) => links.push(link),
+                        Err(e) if e.is_not_found() => {}
+                        Err(e) => warn!(link = %port.name, error = %e, "stale veth not checked"),
+                    }
+                }
+                links
             }
+            None => match self.host.netlink().links().await {
+                Ok(links) => links,
+                Err(e) => {
+                    warn!(error = %e, "links not listed, stale veths not removed");
+                    return;
+                }
+            },
         };
         for link in links {
             let ours = link.master.is_some_and(|m| bridges.contains(&m))
@@ -1103,6 +1182,46 @@ impl Inner {
         if let Err(e) = self.links.retire(&link).await {
             warn!(link = %link.name, error = %e, "leftover veth not removed");
         }
+    }
+}
+
+/// What a restore reads before it changes anything: the stored networks and endpoints, and
+/// what the host has (bridge ports and addresses, read once for every network and endpoint).
+#[derive(Debug)]
+struct RestoreState {
+    networks: Vec<NetworkRecord>,
+    endpoints: Vec<EndpointRecord>,
+    snapshot: setup::HostSnapshot,
+    /// When the restore began.
+    started: Instant,
+}
+
+impl RestoreState {
+    /// Reads the records and the host's state at the same time.
+    async fn read(host: &Host, persistence: &Persistence) -> Result<Self> {
+        let started = Instant::now();
+        let (records, snapshot) = tokio::join!(
+            async {
+                tokio::try_join!(
+                    persistence.list::<NetworkRecord>(NETWORK_PREFIX),
+                    persistence.list::<EndpointRecord>(ENDPOINT_PREFIX)
+                )
+            },
+            setup::HostSnapshot::read(host)
+        );
+        let (networks, endpoints) = records?;
+        debug!(
+            networks = networks.len(),
+            endpoints = endpoints.len(),
+            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "restore: records and host state read"
+        );
+        Ok(Self {
+            networks,
+            endpoints,
+            snapshot,
+            started,
+        })
     }
 }
 

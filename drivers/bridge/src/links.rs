@@ -136,6 +136,31 @@ impl HostLinks {
         Ok(deleted)
     }
 
+    /// Retires a bridge like a veth ([`HostLinks::retire`]), and also renames it to
+    /// `lnrm<index>` so that its name is free at once for a new network. Down, it carries no
+    /// traffic and its routes are gone; it is deleted with the next batch. A bridge already
+    /// gone is fine.
+    pub(crate) async fn retire_bridge(&self, link: &Link) -> Result<()> {
+        let deleted = self.retire(link).await?;
+        let spare = format!("lnrm{}", link.index);
+        let msg = LinkUnspec::new_with_index(link.index)
+            .name(spare.clone())
+            .build();
+        match self.handle.link().set(msg).execute().await {
+            Ok(()) => trace!(bridge = %link.name, %spare, "retired bridge renamed"),
+            // Deleted already (by the reaper's batch, or by someone else).
+            Err(e) if errno(&e) == Some(ENODEV) => {}
+            Err(cause) => {
+                return Err(Error::Link {
+                    op: format!("rename retired bridge {}", link.name),
+                    cause,
+                });
+            }
+        }
+        drop(deleted);
+        Ok(())
+    }
+
     /// Has the reaper delete what an earlier process left in the group, without waiting.
     pub(crate) fn kick(&self) {
         let (done, _) = oneshot::channel();

@@ -3,12 +3,15 @@
 //! give it a stable MAC, its addresses and sysctls, and bring it up. Every step that changes
 //! something records how to undo it.
 
+use std::collections::HashMap;
+
 use ipnet::IpNet;
-use libnetwork_osl::{Host, Link, sysctl};
+use libnetwork_osl::{Address, Host, Link, sysctl};
 use tracing::{debug, info, warn};
 
 use crate::config::{BridgeIfaceCreator, DEFAULT_BRIDGE_NAME, DriverConfig, NetworkConfig};
 use crate::error::{Error, Result};
+use crate::links::HostLinks;
 use crate::netutils;
 
 /// IPv6 link-local address every IPv6 bridge gets.
@@ -75,8 +78,52 @@ pub(crate) async fn setup_bridge(
     cfg: &NetworkConfig,
     driver: &DriverConfig,
 ) -> Result<BridgeSetup> {
+    setup_bridge_with(host, cfg, driver, None).await
+}
+
+/// What a restore reads of the host once, instead of once per network or endpoint: the ports
+/// of every bridge (by name) and the addresses of every link (by index). A part that could not
+/// be read is `None`; it is then looked up per bridge or endpoint.
+#[derive(Debug, Default)]
+pub(crate) struct HostSnapshot {
+    pub(crate) ports: Option<HashMap<String, Link>>,
+    pub(crate) addresses: Option<HashMap<u32, Vec<Address>>>,
+}
+
+impl HostSnapshot {
+    /// Reads the host's bridge ports and addresses (two dumps). A dump that fails is logged
+    /// and left out.
+    pub(crate) async fn read(host: &Host) -> Self {
+        let nl = host.netlink();
+        let (ports, addresses) = tokio::join!(nl.bridge_ports(), nl.addresses(None));
+        let ports = ports
+            .inspect_err(|e| warn!(error = %e, "bridge ports not listed; looked up one by one"))
+            .ok()
+            .map(|ports| ports.into_iter().map(|l| (l.name.clone(), l)).collect());
+        let addresses = addresses
+            .inspect_err(|e| warn!(error = %e, "host addresses not listed; listed per bridge"))
+            .ok()
+            .map(|all| {
+                let mut by_link: HashMap<u32, Vec<Address>> = HashMap::new();
+                for a in all {
+                    by_link.entry(a.index).or_default().push(a);
+                }
+                by_link
+            });
+        Self { ports, addresses }
+    }
+}
+
+/// [`setup_bridge`], with the addresses of an existing bridge taken from `snapshot` when it
+/// has them.
+pub(crate) async fn setup_bridge_with(
+    host: &Host,
+    cfg: &NetworkConfig,
+    driver: &DriverConfig,
+    snapshot: Option<&HostSnapshot>,
+) -> Result<BridgeSetup> {
     let mut undo = Undo::default();
-    match setup_steps(host, cfg, driver, &mut undo).await {
+    match setup_steps(host, cfg, driver, snapshot, &mut undo).await {
         Ok((link, creator)) => Ok(BridgeSetup {
             link,
             creator,
@@ -93,6 +140,7 @@ async fn setup_steps(
     host: &Host,
     cfg: &NetworkConfig,
     driver: &DriverConfig,
+    snapshot: Option<&HostSnapshot>,
     undo: &mut Undo,
 ) -> Result<(Link, BridgeIfaceCreator)> {
     let nl = host.netlink();
@@ -101,6 +149,7 @@ async fn setup_steps(
 
     // 1. The device: reuse an existing bridge, or create one with a random, fixed MAC (a
     //    bridge without a set MAC takes the lowest MAC of its ports, which changes).
+    let mut reused = false;
     let (mut link, creator) = match nl.link_by_name(name).await {
         Ok(link) => {
             if link.kind.as_deref() != Some("bridge") {
@@ -115,6 +164,7 @@ async fn setup_steps(
                 _ => BridgeIfaceCreator::User,
             };
             debug!(bridge = name, ?creator, "reusing existing bridge");
+            reused = true;
             (link, creator)
         }
         Err(e) if e.is_not_found() => {
@@ -154,10 +204,17 @@ async fn setup_steps(
         .map_err(|e| Error::kernel(op("set sysctls"), e))?;
 
     // 4. IPv4: the gateway address, replacing any other IPv4 address.
-    let existing = nl
-        .addresses(Some(link.index))
-        .await
-        .map_err(|e| Error::kernel(op("list addresses"), e))?;
+    let known = snapshot
+        .and_then(|s| s.addresses.as_ref())
+        .filter(|_| reused)
+        .map(|by_link| by_link.get(&link.index).cloned().unwrap_or_default());
+    let existing = match known {
+        Some(addresses) => addresses,
+        None => nl
+            .addresses(Some(link.index))
+            .await
+            .map_err(|e| Error::kernel(op("list addresses"), e))?,
+    };
     if !cfg.inhibit_ipv4
         && let Some(want) = cfg.address_ipv4
         && !existing.iter().any(|a| a.net == want)
@@ -263,18 +320,20 @@ pub(crate) async fn enable_ip_forwarding(host: &Host) -> Result<()> {
 }
 
 /// Deletes the bridge of a network if the driver created it (a user's bridge and the
-/// default bridge stay). A bridge already gone is fine.
-pub(crate) async fn teardown_bridge(host: &Host, cfg: &NetworkConfig, link: &Link) -> Result<()> {
+/// default bridge stay). The bridge is retired (down, renamed, in the reap group) now and
+/// deleted by the reaper in the background: deleting a link waits for an RCU grace period
+/// (tens of milliseconds) that the caller need not wait for. [`crate::BridgeDriver::settle`]
+/// waits for it. A bridge already gone is fine.
+pub(crate) async fn teardown_bridge(
+    links: &HostLinks,
+    cfg: &NetworkConfig,
+    link: &Link,
+) -> Result<()> {
     if cfg.bridge_iface_creator != BridgeIfaceCreator::Driver || cfg.default_bridge {
         debug!(bridge = %link.name, "bridge not ours to delete, kept");
         return Ok(());
     }
-    match host.netlink().delete_link(link).await {
-        Ok(()) => Ok(()),
-        Err(e) if e.is_not_found() => {
-            warn!(bridge = %link.name, "bridge was already gone");
-            Ok(())
-        }
-        Err(e) => Err(Error::kernel(format!("delete bridge {}", link.name), e)),
-    }
+    links.retire_bridge(link).await?;
+    debug!(bridge = %link.name, "bridge retired");
+    Ok(())
 }

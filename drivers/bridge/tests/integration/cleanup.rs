@@ -150,3 +150,41 @@ async fn leaving_after_the_sandbox_is_destroyed_leaves_nothing(fw: Fw) -> Result
 }
 
 kernel_tests!(leaving_after_the_sandbox_is_destroyed_leaves_nothing: without_firewall);
+
+/// A deleted network's bridge is deleted in the background, but its name is free at once: a
+/// new network can take it, and the background deletion leaves the new bridge alone.
+async fn a_deleted_networks_bridge_name_is_free_at_once(fw: Fw) -> Result<()> {
+    let bed = Bed::new(fw).await?;
+    let driver = bed.driver().await?;
+    let name = [(libnetwork_driver_bridge::labels::BRIDGE_NAME, "brreuse")];
+    driver
+        .create_network(&network("net1", "10.10.1.0/24", &name))
+        .await?;
+    let first = bed.host.netlink().link_by_name("brreuse").await?;
+    driver.delete_network("net1").await?;
+    ensure!(
+        !bed.host_links().await?.contains(&"brreuse".to_string()),
+        "the old bridge still has the name"
+    );
+    driver
+        .create_network(&network("net2", "10.10.1.0/24", &name))
+        .await?;
+    driver.settle().await;
+    let second = bed.host.netlink().link_by_name("brreuse").await?;
+    ensure!(second.index != first.index, "the old bridge was reused");
+    ensure!(second.up, "the new bridge is down");
+    let addrs = bed.host.netlink().addresses(Some(second.index)).await?;
+    ensure!(
+        addrs.iter().any(|a| a.net.to_string() == "10.10.1.1/24"),
+        "the new bridge lost its gateway: {addrs:?}"
+    );
+    let links = bed.host_links().await?;
+    ensure!(
+        !links.iter().any(|l| l.starts_with("lnrm")),
+        "the retired bridge was not deleted: {links:?}"
+    );
+    driver.delete_network("net2").await?;
+    Ok(())
+}
+
+kernel_tests!(a_deleted_networks_bridge_name_is_free_at_once: without_firewall);

@@ -215,3 +215,68 @@ async fn a_network_that_cannot_be_restored_keeps_its_records(fw: Fw) -> Result<(
 }
 
 kernel_tests!(a_network_that_cannot_be_restored_keeps_its_records: without_firewall);
+
+async fn restore_of_several_networks_finds_joined_endpoints_and_removes_a_veth_on_no_bridge(
+    fw: Fw,
+) -> Result<()> {
+    let bed = Bed::new(fw).await?;
+    let nl = bed.host.netlink();
+    let a = bed.sandbox("container-a").await?;
+    let b = bed.sandbox("container-b").await?;
+    let left_name = {
+        let driver = bed.driver().await?;
+        for (id, subnet) in [("net1", "10.10.1.0/24"), ("net2", "10.10.2.0/24")] {
+            driver.create_network(&network(id, subnet, &[])).await?;
+        }
+        attach(&driver, "net1", "ep-a", &a, "10.10.1.2/24", &[]).await?;
+        attach(&driver, "net2", "ep-b", &b, "10.10.2.2/24", &[]).await?;
+        let mut iface = EndpointInterface {
+            address: Some("10.10.1.4/24".parse()?),
+            ..Default::default()
+        };
+        driver
+            .create_endpoint("net1", "ep-c", &mut iface, &EndpointOptions::default())
+            .await?;
+        driver
+            .endpoint_host_name("net1", "ep-c")
+            .await
+            .expect("ep-c")
+    };
+    // A join of ep-c cut short after its veth was made, before it went on the bridge.
+    nl.create_veth(&left_name, "pleft00", None).await?;
+
+    let driver = bed.driver().await?;
+    driver.settle().await;
+    let links = bed.host_links().await?;
+    ensure!(
+        !links.contains(&left_name),
+        "veth of ep-c on no bridge kept: {links:?}"
+    );
+    // Both networks came back with their joined endpoints known as joined.
+    for (nid, eid, sb) in [("net1", "ep-a", &a), ("net2", "ep-b", &b)] {
+        let again = driver
+            .join(nid, eid, sb, &Default::default())
+            .await
+            .expect_err("joined");
+        ensure!(
+            again.kind() == libnetwork_driverapi::ErrorKind::Conflict,
+            "{eid}: {again}"
+        );
+    }
+    // ep-c joins with its own host name again.
+    let c = bed.sandbox("container-c").await?;
+    driver.join("net1", "ep-c", &c, &Default::default()).await?;
+    ensure!(bed.host_links().await?.contains(&left_name));
+    for (nid, eid) in [("net1", "ep-a"), ("net2", "ep-b"), ("net1", "ep-c")] {
+        detach(&driver, nid, eid).await?;
+    }
+    driver.delete_network("net1").await?;
+    driver.delete_network("net2").await?;
+    Ok(())
+}
+
+kernel_tests!(
+    restore_of_several_networks_finds_joined_endpoints_and_removes_a_veth_on_no_bridge:
+        without_firewall,
+    nftables
+);
