@@ -15,6 +15,9 @@
 //! ```text
 //! cargo bench -p libnetwork --bench readme -- --iterations 200
 //! ```
+//!
+//! With `RUST_LOG` set (e.g. `RUST_LOG=debug`), the libraries' logs go to standard error with
+//! the time since start, to see where an iteration's time goes.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -137,6 +140,14 @@ fn main() -> anyhow::Result<()> {
         {
             iterations = n.parse()?;
         }
+    }
+    // `RUST_LOG=libnetwork=debug,...` shows where an iteration's time goes, with timestamps.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_timer(tracing_subscriber::fmt::time::uptime())
+            .with_writer(std::io::stderr)
+            .init();
     }
     libnetwork_testutil::enter_private_namespaces();
     let dir = tempfile::tempdir()?;

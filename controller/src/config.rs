@@ -5,11 +5,17 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
+pub use libnetwork_datastore::Durability;
 use libnetwork_datastore::Store;
 use libnetwork_driver_bridge::DriverConfig as BridgeConfig;
 use libnetwork_firewall::BackendChoice;
 use libnetwork_ipam::NetworkToSplit;
+pub use libnetwork_plugins::{
+    ClientConfig as PluginClientConfig, Discovery as PluginDiscovery,
+    RetryPolicy as PluginRetryPolicy,
+};
 
 use crate::error::{Error, Result};
 
@@ -21,6 +27,10 @@ pub const DEFAULT_EXEC_ROOT: &str = "/var/run/docker";
 
 /// The prefix daemon labels must have to be kept ([`Config::labels`]).
 pub const LABEL_PREFIX: &str = "com.docker.network";
+
+/// The longest a change to the local store stays unsynced with the default
+/// [`Config::store_durability`].
+pub const DEFAULT_SYNC_WITHIN: Duration = Duration::from_millis(50);
 
 /// Where the local scope is persisted.
 #[derive(Clone, Default)]
@@ -83,6 +93,13 @@ pub struct Config {
     pub exec_root: PathBuf,
     /// The local store.
     pub local_store: LocalStore,
+    /// When writes to a redb local store reach the disk. The default,
+    /// [`Durability::Deferred`] within [`DEFAULT_SYNC_WITHIN`], answers each operation without
+    /// waiting for an `fdatasync`: a crash of the process loses nothing (the store's write-ahead
+    /// log is replayed at the next start), a crash of the machine may lose the last 50 ms of
+    /// changes, most of which describe kernel state the crash destroyed anyway.
+    /// [`Durability::Immediate`] syncs every operation (about 1 ms each on an SSD).
+    pub store_durability: Durability,
     /// The global store, if networks of scope `global` are wanted.
     pub global_store: Option<GlobalStore>,
     /// Replaces the local predefined address pools (Docker's `default-address-pools`).
@@ -113,6 +130,15 @@ pub struct Config {
     pub embedded_dns: bool,
     /// Whether the predefined `host` and `none` networks are created at start-up.
     pub predefined_networks: bool,
+    /// Where network and IPAM plugins are looked for when a network names a driver that is not
+    /// built in (libnetwork's `loadDriver`/`loadIPAMDriver`). Docker's directories by default:
+    /// sockets in `/run/docker/plugins`, spec files in `/etc/docker/plugins`, then
+    /// `/usr/lib/docker/plugins`; [`Config::plugin_dirs`] sets others.
+    pub plugin_discovery: PluginDiscovery,
+    /// How plugins are called. Docker's settings by default: a plugin that does not accept
+    /// connections is tried again after 1, 2, 4 and 8 s (giving up after 30 s), and a call
+    /// gets no answer for 60 s at most.
+    pub plugin_client: PluginClientConfig,
     /// Called with the name of every step of network, endpoint and sandbox operations
     /// (`"join:driver-joined"`, ...), before the step's effects are stored. For tests that
     /// stop a process at a chosen step; `None` in production.
@@ -125,6 +151,7 @@ impl fmt::Debug for Config {
             .field("data_dir", &self.data_dir)
             .field("exec_root", &self.exec_root)
             .field("local_store", &self.local_store)
+            .field("store_durability", &self.store_durability)
             .field("global_store", &self.global_store)
             .field("default_address_pools", &self.default_address_pools)
             .field("bridge", &self.bridge)
@@ -133,6 +160,8 @@ impl fmt::Debug for Config {
             .field("dns_upstreams", &self.dns_upstreams)
             .field("embedded_dns", &self.embedded_dns)
             .field("predefined_networks", &self.predefined_networks)
+            .field("plugin_discovery", &self.plugin_discovery)
+            .field("plugin_client", &self.plugin_client)
             .field("step_hook", &self.step_hook.as_ref().map(|_| "<hook>"))
             .finish_non_exhaustive()
     }
@@ -144,6 +173,9 @@ impl Default for Config {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             exec_root: PathBuf::from(DEFAULT_EXEC_ROOT),
             local_store: LocalStore::default(),
+            store_durability: Durability::Deferred {
+                within: DEFAULT_SYNC_WITHIN,
+            },
             global_store: None,
             default_address_pools: None,
             global_address_pools: None,
@@ -156,6 +188,8 @@ impl Default for Config {
             labels: Vec::new(),
             embedded_dns: true,
             predefined_networks: true,
+            plugin_discovery: PluginDiscovery::default(),
+            plugin_client: PluginClientConfig::default(),
             step_hook: None,
         }
     }
@@ -182,6 +216,18 @@ impl Config {
             .entry(driver.to_owned())
             .or_default()
             .insert(key.into(), value.into());
+        self
+    }
+
+    /// Looks for plugin sockets (`NAME.sock`, `NAME/NAME.sock`) in `socket_dirs` and for
+    /// spec files (`NAME.spec`, `NAME.json`, also one level down) in `spec_dirs`, each in the
+    /// order given, instead of Docker's directories.
+    pub fn plugin_dirs(
+        mut self,
+        socket_dirs: impl IntoIterator<Item = impl Into<PathBuf>>,
+        spec_dirs: impl IntoIterator<Item = impl Into<PathBuf>>,
+    ) -> Self {
+        self.plugin_discovery = PluginDiscovery::new(socket_dirs, spec_dirs);
         self
     }
 
@@ -282,5 +328,30 @@ mod tests {
             PathBuf::from("/var/lib/docker/network/files")
         );
         assert!(config.embedded_dns);
+    }
+
+    #[test]
+    fn plugins_are_looked_for_in_dockers_directories_unless_told_otherwise() {
+        let config = Config::default();
+        assert_eq!(
+            config.plugin_discovery.socket_dirs(),
+            [PathBuf::from("/run/docker/plugins")]
+        );
+        assert_eq!(
+            config.plugin_discovery.spec_dirs(),
+            [
+                PathBuf::from("/etc/docker/plugins"),
+                PathBuf::from("/usr/lib/docker/plugins")
+            ]
+        );
+        let config = Config::default().plugin_dirs(["/tmp/sockets"], ["/tmp/a", "/tmp/b"]);
+        assert_eq!(
+            config.plugin_discovery.socket_dirs(),
+            [PathBuf::from("/tmp/sockets")]
+        );
+        assert_eq!(
+            config.plugin_discovery.spec_dirs(),
+            [PathBuf::from("/tmp/a"), PathBuf::from("/tmp/b")]
+        );
     }
 }

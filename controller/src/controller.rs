@@ -1,20 +1,24 @@
 //! [`Controller`]: start-up, the driver and IPAM registries, stores, lookups, walkers and
 //! shutdown (libnetwork's `controller.go` and `store.go`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use libnetwork_datastore::{
-    EtcdStore, KvObject, MemoryStore, Op, Precondition, RedbStore, Scope, Store, object_key,
+    EtcdStore, KvObject, MemoryStore, Op, Precondition, RedbOptions, RedbStore, Scope, Store,
+    object_key,
 };
 use libnetwork_driver_bridge::{BridgeDriver, BridgeDriverOptions};
-use libnetwork_driverapi::Registry;
-use libnetwork_firewall::{Firewall, FirewallConfig};
+use libnetwork_driver_ipvlan::IpvlanDriver;
+use libnetwork_driver_macvlan::MacvlanDriver;
+use libnetwork_driverapi::{RegisteredDriver, RegisteredIpam, Registry};
+use libnetwork_firewall::{BackendChoice, Firewall, FirewallConfig};
 use libnetwork_ipam::{DefaultIpam, IpamConfig};
 use libnetwork_osl::Host;
+use libnetwork_plugins::Plugins;
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, GlobalStore, LocalStore};
@@ -83,8 +87,12 @@ pub(crate) struct Inner {
     pub(crate) host: Host,
     pub(crate) local_store: Arc<dyn Store>,
     pub(crate) global_store: Option<Arc<dyn Store>>,
-    pub(crate) registry: Registry,
+    pub(crate) registry: Arc<Registry>,
     pub(crate) bridge: BridgeDriver,
+    pub(crate) macvlan: MacvlanDriver,
+    pub(crate) ipvlan: IpvlanDriver,
+    /// Network and IPAM plugins, activated when a network first names them.
+    pub(crate) plugins: Arc<Plugins>,
     pub(crate) default_ipam: Arc<DefaultIpam>,
     pub(crate) state: Mutex<State>,
     /// The shared sandbox of host-networking containers, once made.
@@ -106,20 +114,52 @@ pub(crate) struct State {
     pub(crate) creating_containers: HashSet<String>,
 }
 
-/// The built-in network drivers.
-const BUILTIN_DRIVERS: [&str; 3] = ["bridge", "host", "null"];
+/// The built-in network drivers (libnetwork's order, without overlay).
+const BUILTIN_DRIVERS: [&str; 5] = ["bridge", "host", "ipvlan", "macvlan", "null"];
 
 impl Controller {
-    /// Starts a controller (libnetwork's `New`): opens the stores, starts the bridge, host and
-    /// null drivers and the default and null IPAM drivers, restores every network, endpoint
-    /// and sandbox of the store, removes what a crash left half made, and creates the
-    /// predefined `host` and `none` networks.
+    /// Starts a controller (libnetwork's `New`): opens the stores, starts the bridge, host,
+    /// ipvlan, macvlan and null drivers and the default and null IPAM drivers, loads the
+    /// plugins that stored networks use as network or IPAM driver, restores every network,
+    /// endpoint and sandbox of the store, removes what a crash left half made, and creates the
+    /// predefined `host` and `none` networks. Other plugins are loaded when a network first
+    /// names them ([`Config::plugin_discovery`]).
+    ///
+    /// A plugin of stored networks that cannot be loaded (not found, not answering within
+    /// [`Config::plugin_client`]'s retries) does not stop the start: it is logged, and those
+    /// networks are restored without their driver; endpoint operations on them fail with
+    /// [`Error::UnknownDriver`] until the plugin is loaded (at the next start, or when a new
+    /// network names it).
+    ///
+    /// Every restored sandbox agrees with the kernel when this returns (see
+    /// [`Controller::start`], which returns earlier).
     ///
     /// # Errors
     /// [`Error::Store`] when a store cannot be opened or read, [`Error::BridgeInit`],
-    /// [`Error::Firewall`], [`Error::IpamInit`] when a driver cannot start, [`Error::Os`] when
-    /// the host namespace cannot be opened, [`Error::Io`] for the directories.
+    /// [`Error::Firewall`], [`Error::IpamInit`] when a driver cannot start ([`Error::Driver`]
+    /// for the macvlan and ipvlan drivers, which fail only when their store cannot be read),
+    /// [`Error::Os`] when the host namespace cannot be opened, [`Error::Io`] for the
+    /// directories.
     pub async fn new(config: Config) -> Result<Self> {
+        let controller = Self::start(config).await?;
+        controller.restored().await;
+        Ok(controller)
+    }
+
+    /// Starts a controller like [`Controller::new`], but returns as soon as every object is
+    /// back, before the restored sandboxes have been compared with the kernel: that runs in
+    /// the background (leftover interfaces removed, default routes and published ports set
+    /// right, hosts files updated, embedded DNS servers started). Until a sandbox is done,
+    /// every operation on it or on its endpoints ([`crate::Endpoint::join`],
+    /// [`crate::Endpoint::leave`], [`crate::Endpoint::delete`],
+    /// [`crate::Endpoint::driver_info`], [`Sandbox::delete`]) waits for it; the synchronous
+    /// getters answer from the restored records at once. Names of the restored endpoints are
+    /// resolvable from the start. [`Controller::restored`] waits for every sandbox, and
+    /// [`Controller::shutdown`] waits for them too.
+    ///
+    /// # Errors
+    /// As [`Controller::new`].
+    pub async fn start(config: Config) -> Result<Self> {
         let id = random_id();
         info!(controller_id = %id, data_dir = %config.data_dir.display(), exec_root = %config.exec_root.display(), "starting network controller");
         let bridge_config = config.bridge_config()?;
@@ -136,52 +176,106 @@ impl Controller {
             .await
             .map_err(Error::os("open the host namespace"))?;
 
-        // Drivers.
-        let registry = Registry::new();
-        let firewall = if bridge_config.enable_iptables {
-            let fw_config = FirewallConfig {
-                backend: config.firewall_backend,
-                ipv6: bridge_config.enable_ip6tables,
+        // The bridge driver (with the firewall; it restores its networks and endpoints), the
+        // default IPAM driver and the reading of the controller's records do not depend on
+        // each other: they run at the same time.
+        let start_bridge = async {
+            // With the automatic backend choice the bridge driver makes the firewall itself,
+            // while it reads what it restores; another choice is made here.
+            let firewall = if bridge_config.enable_iptables
+                && config.firewall_backend != BackendChoice::Auto
+            {
+                let fw_config = FirewallConfig {
+                    backend: config.firewall_backend,
+                    ipv6: bridge_config.enable_ip6tables,
+                };
+                let fw = blocking("set up the firewall", move || Firewall::new(fw_config))
+                    .await?
+                    .map_err(Error::Firewall)?;
+                Some(Arc::new(fw))
+            } else {
+                None
             };
-            let fw = blocking("set up the firewall", move || Firewall::new(fw_config))
-                .await?
-                .map_err(Error::Firewall)?;
-            Some(Arc::new(fw))
-        } else {
-            None
+            BridgeDriver::new(
+                host.clone(),
+                BridgeDriverOptions {
+                    config: bridge_config,
+                    store: Some(local_store.clone()),
+                    firewall,
+                    port_mapper: None,
+                },
+            )
+            .await
+            .map_err(Error::BridgeInit)
         };
-        let bridge = BridgeDriver::new(
-            host.clone(),
-            BridgeDriverOptions {
-                config: bridge_config,
-                store: Some(local_store.clone()),
-                firewall,
-                port_mapper: None,
-            },
-        )
-        .await
-        .map_err(Error::BridgeInit)?;
+        // IPAM: automatic local pools avoid the host's link-scope routes.
+        let start_ipam = async {
+            let host_routes = host_link_routes(&host).await;
+            let ipam_config = IpamConfig {
+                local_store: Some(local_store.clone()),
+                global_store: global_store.clone(),
+                local_pools: config.default_address_pools.clone(),
+                global_pools: config.global_address_pools.clone(),
+                host_routes,
+            };
+            blocking("start the default ipam driver", move || {
+                DefaultIpam::new(ipam_config)
+            })
+            .await?
+            .map_err(Error::IpamInit)
+        };
+        // The macvlan and ipvlan drivers restore their networks and endpoints from the local
+        // store. Neither creates a link of its kind before a join, so a kernel without ipvlan
+        // fails ipvlan joins, not the start.
+        let start_stacked = async {
+            let store = Some(local_store.clone());
+            tokio::try_join!(
+                async {
+                    MacvlanDriver::new(host.clone(), store.clone())
+                        .await
+                        .map_err(|e| e.into_driverapi(libnetwork_driver_macvlan::DRIVER_TYPE))
+                        .map_err(Error::driver("start the macvlan driver"))
+                },
+                async {
+                    IpvlanDriver::new(host.clone(), store.clone())
+                        .await
+                        .map_err(|e| e.into_driverapi(libnetwork_driver_ipvlan::DRIVER_TYPE))
+                        .map_err(Error::driver("start the ipvlan driver"))
+                },
+            )
+        };
+        // Plugins of stored networks, registered before the restore calls their drivers.
+        let registry = Arc::new(Registry::new());
+        let plugins = Arc::new(Plugins::new(
+            config.plugin_discovery.clone(),
+            config.plugin_client,
+        ));
+        let load_plugins = async {
+            let names = stored_plugin_names(&local_store, global_store.as_ref()).await;
+            load_stored_plugins(&registry, &plugins, names).await;
+            Ok::<(), Error>(())
+        };
+        let stores = crate::restore::Stores {
+            local: local_store.clone(),
+            global: global_store.clone(),
+        };
+        let (bridge, (macvlan, ipvlan), default_ipam, stored, ()) = tokio::try_join!(
+            start_bridge,
+            start_stacked,
+            start_ipam,
+            crate::restore::load(&stores, &host, &config),
+            load_plugins,
+        )?;
+
+        // Drivers.
         let register = Error::driver("register the built-in drivers");
         bridge
             .register(&registry)
             .and_then(|()| libnetwork_driver_host::register(&registry))
+            .and_then(|()| ipvlan.register(&registry))
+            .and_then(|()| macvlan.register(&registry))
             .and_then(|()| libnetwork_driver_null::register(&registry))
             .map_err(register)?;
-
-        // IPAM: automatic local pools avoid the host's link-scope routes.
-        let host_routes = host_link_routes(&host).await;
-        let ipam_config = IpamConfig {
-            local_store: Some(local_store.clone()),
-            global_store: global_store.clone(),
-            local_pools: config.default_address_pools.clone(),
-            global_pools: config.global_address_pools.clone(),
-            host_routes,
-        };
-        let default_ipam = blocking("start the default ipam driver", move || {
-            DefaultIpam::new(ipam_config)
-        })
-        .await?
-        .map_err(Error::IpamInit)?;
         let default_ipam = Arc::new(default_ipam);
         {
             let registry_ref = &registry;
@@ -208,6 +302,9 @@ impl Controller {
             global_store,
             registry,
             bridge,
+            macvlan,
+            ipvlan,
+            plugins,
             default_ipam,
             state: Mutex::new(State::default()),
             default_sandbox: tokio::sync::Mutex::new(None),
@@ -215,12 +312,25 @@ impl Controller {
             dns: libnetwork_resolver::RecordDirectory::new(),
         });
         let controller = Self { inner };
-        crate::restore::restore(&controller.inner).await?;
+        crate::restore::restore(&controller.inner, stored).await;
         if controller.inner.config.predefined_networks {
             crate::network::ensure_predefined(&controller.inner).await?;
         }
         info!(controller_id = %controller.inner.id, networks = controller.networks().len(), sandboxes = controller.sandboxes().len(), "network controller ready");
         Ok(controller)
+    }
+
+    /// Waits until every sandbox restored at start agrees with the kernel again (at once after
+    /// [`Controller::new`]; see [`Controller::start`]).
+    pub async fn restored(&self) {
+        let sandboxes: Vec<_> = lock(&self.inner.state)
+            .sandboxes
+            .values()
+            .cloned()
+            .collect();
+        for sb in sandboxes {
+            sb.wait_reconciled().await;
+        }
     }
 
     /// The controller's id (random, 64 hex characters, new at every start).
@@ -398,11 +508,22 @@ impl Controller {
         }
     }
 
+    /// Waits until the background work started so far is done: published ports being
+    /// withdrawn and links being deleted (bridges of deleted networks and veths of left
+    /// endpoints are retired at once and deleted in batches, off the caller's path).
+    pub async fn settle(&self) {
+        self.inner.bridge.settle().await;
+        self.inner.macvlan.settle().await;
+        self.inner.ipvlan.settle().await;
+    }
+
     /// Stops the controller's background work: stops the embedded DNS servers and waits for
     /// pending interface deletions (libnetwork's `Stop`). Networks, endpoints and sandboxes
     /// stay (in the kernel and the store) for the next start. The store is closed when the
     /// last handle is dropped.
     pub async fn shutdown(&self) {
+        // The background comparison of restored sandboxes finishes first.
+        self.restored().await;
         let sandboxes: Vec<_> = lock(&self.inner.state)
             .sandboxes
             .values()
@@ -411,7 +532,7 @@ impl Controller {
         for sb in sandboxes {
             sb.stop_resolver();
         }
-        self.inner.bridge.settle().await;
+        self.settle().await;
         info!(controller_id = %self.inner.id, "network controller stopped");
     }
 }
@@ -422,6 +543,72 @@ impl Inner {
         if let Some(hook) = &self.config.step_hook {
             debug!(step, "step reached");
             hook(step);
+        }
+    }
+
+    /// The driver of networks of type `name`: the registered one, or else the plugin of that
+    /// name, found, activated and registered (libnetwork's `resolveDriver` with `loadDriver`).
+    /// `op` says what the driver is wanted for.
+    ///
+    /// # Errors
+    /// [`Error::UnknownDriver`] (NotFound) when nothing is registered under the name and no
+    /// plugin has it; [`Error::Driver`] when the plugin cannot be activated or called, is not a
+    /// network driver (NotFound), or reports an unusable scope. Nothing is registered then.
+    pub(crate) async fn network_driver(&self, name: &str, op: &str) -> Result<RegisteredDriver> {
+        if let Some(driver) = self.registry.driver(name) {
+            return Ok(driver);
+        }
+        debug!(
+            driver = name,
+            "network driver not registered; looking for a plugin"
+        );
+        match libnetwork_driver_remote::load_network_driver(&self.registry, &self.plugins, name)
+            .await
+        {
+            Ok(driver) => {
+                info!(driver = name, capability = ?driver.capability, "network driver plugin loaded");
+                Ok(driver)
+            }
+            Err(e) if plugin_missing(&e) => {
+                debug!(driver = name, error = %e, "no plugin of that name");
+                Err(Error::UnknownDriver(name.to_owned()))
+            }
+            Err(e) => Err(Error::Driver {
+                op: format!("{op}: load network driver plugin {name:?}"),
+                source: e.into_driver_error(REMOTE),
+            }),
+        }
+    }
+
+    /// The IPAM driver named `name`: the registered one, or else the plugin of that name,
+    /// found, activated and registered (libnetwork's `loadIPAMDriver`).
+    ///
+    /// # Errors
+    /// [`Error::UnknownIpam`] (NotFound) when nothing is registered under the name and no
+    /// plugin has it; [`Error::Driver`] when the plugin cannot be activated or called, is not
+    /// an IPAM driver (NotFound), or cannot tell its address spaces.
+    pub(crate) async fn ipam_driver(&self, name: &str, op: &str) -> Result<RegisteredIpam> {
+        if let Some(ipam) = self.registry.ipam(name) {
+            return Ok(ipam);
+        }
+        debug!(
+            ipam = name,
+            "ipam driver not registered; looking for a plugin"
+        );
+        match libnetwork_driver_remote::load_ipam_driver(&self.registry, &self.plugins, name).await
+        {
+            Ok(ipam) => {
+                info!(ipam = name, "ipam driver plugin loaded");
+                Ok(ipam)
+            }
+            Err(e) if plugin_missing(&e) => {
+                debug!(ipam = name, error = %e, "no plugin of that name");
+                Err(Error::UnknownIpam(name.to_owned()))
+            }
+            Err(e) => Err(Error::Driver {
+                op: format!("{op}: load ipam driver plugin {name:?}"),
+                source: e.into_driver_error(REMOTE),
+            }),
         }
     }
 
@@ -578,11 +765,14 @@ impl Inner {
 
 async fn open_local_store(config: &Config) -> Result<Arc<dyn Store>> {
     let op = "open the local store";
+    let options = RedbOptions {
+        durability: config.store_durability,
+    };
     let store: Arc<dyn Store> = match &config.local_store {
         LocalStore::Redb => {
-            let dir = config.data_dir.clone();
+            let path = RedbStore::default_path(&config.data_dir);
             Arc::new(
-                blocking(op, move || RedbStore::open_in_data_dir(&dir))
+                blocking(op, move || RedbStore::open_with(&path, options))
                     .await?
                     .map_err(Error::store(op))?,
             )
@@ -590,7 +780,7 @@ async fn open_local_store(config: &Config) -> Result<Arc<dyn Store>> {
         LocalStore::RedbAt(path) => {
             let path: PathBuf = path.clone();
             Arc::new(
-                blocking(op, move || RedbStore::open(&path))
+                blocking(op, move || RedbStore::open_with(&path, options))
                     .await?
                     .map_err(Error::store(op))?,
             )
@@ -614,6 +804,114 @@ async fn open_global_store(config: &Config) -> Result<Option<Arc<dyn Store>>> {
             Some(Arc::new(store))
         }
     })
+}
+
+/// The driver type errors of plugins are reported under (libnetwork's plugin loader).
+const REMOTE: &str = "remote";
+
+/// Whether loading a plugin failed because no plugin has the name (or the name cannot be a
+/// plugin's): the name is simply unknown.
+fn plugin_missing(e: &libnetwork_driver_remote::Error) -> bool {
+    matches!(
+        e,
+        libnetwork_driver_remote::Error::Plugin(
+            libnetwork_plugins::Error::NotFound { .. }
+                | libnetwork_plugins::Error::InvalidName { .. }
+        )
+    )
+}
+
+/// The network driver and IPAM driver names that stored networks use and that are not built
+/// in: plugins. Config-only networks call no driver. Read again by the restore; a store that
+/// cannot be read gives no names here (the restore reports it).
+async fn stored_plugin_names(
+    local: &Arc<dyn Store>,
+    global: Option<&Arc<dyn Store>>,
+) -> (BTreeSet<String>, BTreeSet<String>) {
+    /// The fields of a stored network this needs.
+    #[derive(serde::Deserialize)]
+    struct Drivers {
+        #[serde(rename = "networkType", default)]
+        network_type: String,
+        #[serde(rename = "ipamType", default)]
+        ipam_type: String,
+        #[serde(rename = "configOnly", default)]
+        config_only: bool,
+    }
+    let stores: Vec<Arc<dyn Store>> = std::iter::once(local).chain(global).cloned().collect();
+    let read = blocking("read the drivers of stored networks", move || {
+        let mut drivers = BTreeSet::new();
+        let mut ipams = BTreeSet::new();
+        let prefix = libnetwork_datastore::key(&[crate::records::NETWORK_PREFIX]);
+        for store in stores {
+            let pairs = match store.list(&prefix) {
+                Ok(pairs) => pairs,
+                Err(e) => {
+                    debug!(error = %e, "stored networks not listed for their plugins");
+                    continue;
+                }
+            };
+            for pair in pairs {
+                let Ok(n) = serde_json::from_slice::<Drivers>(&pair.value) else {
+                    continue;
+                };
+                if n.config_only {
+                    continue;
+                }
+                if !BUILTIN_DRIVERS.contains(&n.network_type.as_str()) {
+                    drivers.insert(n.network_type);
+                }
+                if ![
+                    "",
+                    libnetwork_ipamapi::DEFAULT_IPAM,
+                    libnetwork_ipamapi::NULL_IPAM,
+                ]
+                .contains(&n.ipam_type.as_str())
+                {
+                    ipams.insert(n.ipam_type);
+                }
+            }
+        }
+        (drivers, ipams)
+    });
+    read.await.unwrap_or_default()
+}
+
+/// Loads the plugins of stored networks, all at once. One that cannot be loaded is logged:
+/// the networks that use it are restored without it.
+async fn load_stored_plugins(
+    registry: &Arc<Registry>,
+    plugins: &Arc<Plugins>,
+    (drivers, ipams): (BTreeSet<String>, BTreeSet<String>),
+) {
+    let mut loads = tokio::task::JoinSet::new();
+    for name in drivers {
+        let (registry, plugins) = (registry.clone(), plugins.clone());
+        loads.spawn(async move {
+            let loaded =
+                libnetwork_driver_remote::load_network_driver(&registry, &plugins, &name).await;
+            match loaded {
+                Ok(_) => info!(driver = %name, "network driver plugin of stored networks loaded"),
+                Err(e) => warn!(driver = %name, error = %e, "network driver plugin of stored networks not loaded; operations on their endpoints fail until it is"),
+            }
+        });
+    }
+    for name in ipams {
+        let (registry, plugins) = (registry.clone(), plugins.clone());
+        loads.spawn(async move {
+            match libnetwork_driver_remote::load_ipam_driver(&registry, &plugins, &name).await {
+                Ok(_) => info!(ipam = %name, "ipam driver plugin of stored networks loaded"),
+                Err(e) => warn!(ipam = %name, error = %e, "ipam driver plugin of stored networks not loaded; address requests on their networks fail until it is"),
+            }
+        });
+    }
+    while let Some(done) = loads.join_next().await {
+        if let Err(e) = done
+            && e.is_panic()
+        {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
 }
 
 /// The host's link-scope routes (their destinations), which automatic local pools avoid.

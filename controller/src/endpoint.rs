@@ -263,6 +263,7 @@ impl Endpoint {
     /// # Errors
     /// [`Error::NoSuchEndpoint`] when it was deleted, [`Error::Driver`].
     pub async fn driver_info(&self) -> Result<BTreeMap<String, Value>> {
+        wait_sandbox_reconciled(&self.ctrl, &self.entry).await;
         if !self.entry.is_ready() {
             return Err(Error::NoSuchEndpoint(self.entry.id.clone()));
         }
@@ -333,6 +334,16 @@ impl Endpoint {
     /// [`Error::Teardown`] when some cleanup steps failed (the endpoint is gone).
     pub async fn delete(&self, force: bool) -> Result<()> {
         delete(&self.ctrl, &self.network, &self.entry, force).await
+    }
+}
+
+/// Waits until the sandbox the endpoint is joined to (if any) is reconciled after a restore.
+async fn wait_sandbox_reconciled(inner: &Inner, entry: &EndpointEntry) {
+    let sbid = entry.record().sandbox;
+    if !sbid.is_empty()
+        && let Some(sb) = inner.sandbox_entry(&sbid)
+    {
+        sb.wait_reconciled().await;
     }
 }
 
@@ -732,6 +743,7 @@ pub(crate) async fn delete(
     let name = entry.name();
     let span = info_span!("delete_endpoint", network_id = %net.id, endpoint_id = %entry.id, endpoint_name = %name);
     async {
+        wait_sandbox_reconciled(inner, entry).await;
         let rec = entry.record();
         if !rec.sandbox.is_empty() {
             if !force {
@@ -948,6 +960,8 @@ pub(crate) async fn join(
     let span =
         info_span!("join", network_id = %net.id, endpoint_id = %entry.id, sandbox_id = %sb.id);
     async {
+        // A restored sandbox is compared with the kernel first.
+        sb.wait_reconciled().await;
         let _sb_guard = sb.op.lock().await;
         let name = entry.name();
         let op = format!("join endpoint {name} to sandbox {}", sb.id);
@@ -1322,6 +1336,7 @@ pub(crate) async fn leave(
     let span =
         info_span!("leave", network_id = %net.id, endpoint_id = %entry.id, sandbox_id = %sb.id);
     async {
+        sb.wait_reconciled().await;
         let _sb_guard = sb.op.lock().await;
         let _ep_guard = entry.op.lock().await;
         let rec = entry.record();

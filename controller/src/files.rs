@@ -84,11 +84,32 @@ pub(crate) struct ResolutionFiles {
     hash_path: PathBuf,
     /// The directory made for the files (removed with the sandbox), if they live in it.
     pub(crate) dir: PathBuf,
-    /// The hosts file, when its dynamic lines are managed.
-    hosts: Option<Hosts>,
-    /// The dynamic lines currently in the hosts file.
-    hosts_records: Mutex<Vec<Record>>,
+    /// The hosts file, as far as its dynamic lines go. Its lock is held for a whole update.
+    hosts: Mutex<HostsState>,
     resolv: Mutex<ResolvState>,
+}
+
+/// A sandbox's hosts file, as far as its dynamic lines go.
+#[derive(Debug)]
+enum HostsState {
+    /// The lines are not managed (a host-network copy, or an origin hosts path is set).
+    Unmanaged,
+    /// Managed, not read yet: a restored sandbox's file (one line per peer, thousands on big
+    /// networks) is read at its first use rather than while the controller starts.
+    Unread {
+        /// The extra hosts lines, which are not dynamic.
+        extra: Vec<Record>,
+    },
+    /// Managed and open.
+    Open(Box<OpenHosts>),
+}
+
+/// A managed hosts file, open.
+#[derive(Debug)]
+struct OpenHosts {
+    file: Hosts,
+    /// The dynamic lines currently in the file.
+    records: Vec<Record>,
 }
 
 fn has_overrides(opts: &SandboxOptionsRecord) -> bool {
@@ -104,6 +125,29 @@ fn dns_settings(opts: &SandboxOptionsRecord, ipv6: bool) -> ContainerDns {
         options: (!opts.dns_options.is_empty()).then(|| opts.dns_options.clone()),
         ..ContainerDns::default()
     }
+}
+
+/// The dynamic lines of a hosts file: every record that is neither a default line nor an
+/// extra host.
+fn dynamic_records(file: &Hosts, extra: &[Record]) -> Vec<Record> {
+    let model = HostsFile::parse(&file.content());
+    let mut out = Vec::new();
+    for (ip, names) in model.records() {
+        let defaults = DEFAULT_LINES.iter().any(|l| {
+            let mut f = l.split_whitespace();
+            f.next() == Some(ip) && f.eq(names.iter().copied())
+        });
+        let Ok(ip) = ip.parse::<IpAddr>() else {
+            continue;
+        };
+        let Ok(record) = Record::new(ip, names.iter().copied()) else {
+            continue;
+        };
+        if !defaults && !extra.contains(&record) {
+            out.push(record);
+        }
+    }
+    out
 }
 
 /// Reads a file that may be missing (empty then).
@@ -169,7 +213,7 @@ impl ResolutionFiles {
             let content = read_or_empty(origin, op)?;
             write_plain(&hosts_path, content.as_bytes())
                 .map_err(Error::io(format!("{op}: copy the hosts file")))?;
-            None
+            HostsState::Unmanaged
         } else {
             let build = BuildOptions {
                 ip: None,
@@ -180,7 +224,14 @@ impl ResolutionFiles {
             let hosts = Hosts::build(&hosts_path, &build, WriteMode::InPlace).map_err(
                 Error::hosts(format!("{op}: write {}", hosts_path.display())),
             )?;
-            opts.origin_hosts_path.is_none().then_some(hosts)
+            if opts.origin_hosts_path.is_none() {
+                HostsState::Open(Box::new(OpenHosts {
+                    file: hosts,
+                    records: Vec::new(),
+                }))
+            } else {
+                HostsState::Unmanaged
+            }
         };
 
         // resolv.conf
@@ -227,8 +278,7 @@ impl ResolutionFiles {
                 resolv_path,
                 hash_path,
                 dir,
-                hosts,
-                hosts_records: Mutex::new(Vec::new()),
+                hosts: Mutex::new(hosts),
                 resolv: Mutex::new(ResolvState {
                     managed,
                     hash,
@@ -256,34 +306,12 @@ impl ResolutionFiles {
         let hosts = if opts.use_default_sandbox && opts.extra_hosts.is_empty()
             || opts.origin_hosts_path.is_some()
         {
-            None
+            HostsState::Unmanaged
         } else {
-            Some(
-                Hosts::open(&hosts_path, WriteMode::InPlace)
-                    .map_err(Error::hosts(format!("{op}: open {}", hosts_path.display())))?,
-            )
-        };
-        // The dynamic lines are every record that is neither a default line nor an extra host.
-        let mut tracked = Vec::new();
-        if let Some(h) = &hosts {
-            let extra = extra_records(opts, op)?;
-            let model = HostsFile::parse(&h.content());
-            for (ip, names) in model.records() {
-                let defaults = DEFAULT_LINES.iter().any(|l| {
-                    let mut f = l.split_whitespace();
-                    f.next() == Some(ip) && f.eq(names.iter().copied())
-                });
-                let Ok(ip) = ip.parse::<IpAddr>() else {
-                    continue;
-                };
-                let Ok(record) = Record::new(ip, names.iter().copied()) else {
-                    continue;
-                };
-                if !defaults && !extra.contains(&record) {
-                    tracked.push(record);
-                }
+            HostsState::Unread {
+                extra: extra_records(opts, op)?,
             }
-        }
+        };
         let content = read_or_empty(&resolv_path, op)?;
         let conf = ResolvConf::parse(&content);
         let resolver_on = conf.nameservers().next().map(Nameserver::addr) == Some(RESOLVER_IP);
@@ -294,8 +322,7 @@ impl ResolutionFiles {
             resolv_path,
             hash_path,
             dir,
-            hosts,
-            hosts_records: Mutex::new(tracked),
+            hosts: Mutex::new(hosts),
             resolv: Mutex::new(ResolvState {
                 managed,
                 hash,
@@ -308,22 +335,22 @@ impl ResolutionFiles {
     /// Makes the dynamic lines of the hosts file exactly what `desired` gives; `desired` is
     /// called with the file's lock held, so that concurrent updates apply in order. Blocking.
     pub(crate) fn sync_hosts(&self, desired: impl FnOnce() -> Vec<Record>) -> Result<()> {
-        let Some(hosts) = &self.hosts else {
+        let mut state = lock(&self.hosts);
+        let Some((hosts, current)) = self.open_hosts(&mut state)? else {
             return Ok(());
         };
         let op = format!("update {}", self.hosts_path.display());
-        let mut current = lock(&self.hosts_records);
         let desired = desired();
         let desired = desired.as_slice();
-        let to_remove = multiset_minus(&current, desired);
-        let mut to_add = multiset_minus(desired, &current);
+        let to_remove = multiset_minus(current, desired);
+        let mut to_add = multiset_minus(desired, current);
         if to_remove.is_empty() && to_add.is_empty() {
             return Ok(());
         }
         if !to_remove.is_empty() {
             hosts.delete(&to_remove).map_err(Error::hosts(&op))?;
             // A delete removes every line with the same names: put back the ones that stay.
-            let kept = multiset_minus(&current, &to_remove);
+            let kept = multiset_minus(current, &to_remove);
             to_add.extend(
                 kept.into_iter()
                     .filter(|k| to_remove.iter().any(|r| r.names() == k.names())),
@@ -336,7 +363,33 @@ impl ResolutionFiles {
 
     /// The hosts file's current content (managed files only).
     pub(crate) fn hosts_content(&self) -> Option<String> {
-        self.hosts.as_ref().map(Hosts::content)
+        let mut state = lock(&self.hosts);
+        match self.open_hosts(&mut state) {
+            Ok(open) => open.map(|(hosts, _)| hosts.content()),
+            Err(e) => {
+                warn!(error = %e, "hosts file not read");
+                None
+            }
+        }
+    }
+
+    /// The managed hosts file and its dynamic lines, read first if it was not yet; `None`
+    /// when the lines are not managed. Blocking.
+    fn open_hosts<'a>(
+        &self,
+        state: &'a mut HostsState,
+    ) -> Result<Option<(&'a Hosts, &'a mut Vec<Record>)>> {
+        if let HostsState::Unread { extra } = state {
+            let op = format!("open {}", self.hosts_path.display());
+            let file =
+                Hosts::open(&self.hosts_path, WriteMode::InPlace).map_err(Error::hosts(&op))?;
+            let records = dynamic_records(&file, extra);
+            *state = HostsState::Open(Box::new(OpenHosts { file, records }));
+        }
+        Ok(match state {
+            HostsState::Open(open) => Some((&open.file, &mut open.records)),
+            HostsState::Unmanaged | HostsState::Unread { .. } => None,
+        })
     }
 
     /// Filters the nameservers again for a network's IPv6 at join (libnetwork's `updateDNS`),

@@ -30,11 +30,30 @@
 //! # }
 //! ```
 //!
+//! # Drivers
+//! - **Built in**: `bridge`, `host`, `ipvlan`, `macvlan` and `null` network drivers
+//!   ([`Controller::builtin_drivers`]), `default` and `null` IPAM drivers. The bridge, macvlan
+//!   and ipvlan drivers keep their networks and endpoints in the local store and restore them
+//!   at start. macvlan and ipvlan networks sit on a parent interface (`parent` driver option,
+//!   see `libnetwork-driver-macvlan`); on a kernel without ipvlan links, ipvlan networks are
+//!   created but joins fail with an Unavailable error saying so.
+//! - **Plugins**: a network whose driver or IPAM driver is not registered gets the Docker
+//!   plugin of that name (libnetwork's `loadDriver`/`loadIPAMDriver`): found in
+//!   [`Config::plugin_discovery`] (Docker's `/run/docker/plugins`, `/etc/docker/plugins`,
+//!   `/usr/lib/docker/plugins` by default), activated, and registered under its name
+//!   (`libnetwork-driver-remote`). No plugin of that name: [`Error::UnknownDriver`] or
+//!   [`Error::UnknownIpam`] (NotFound) and nothing is created; a plugin that cannot be
+//!   activated or is of another kind: [`Error::Driver`] with the plugin's error. The plugins
+//!   that stored networks use are loaded at start, before the restore calls their drivers; one
+//!   that cannot be loaded then is logged, and operations on those networks' endpoints fail
+//!   with [`Error::UnknownDriver`] until it is loaded (at the next start, or by creating a
+//!   network that names it). The `overlay` driver is not implemented.
+//!
 //! # Layout
 //! - [`config`]: [`Config`] (data and run directories, stores, address pools, driver
-//!   options, firewall backend, DNS upstreams).
-//! - `controller`: [`Controller`]: start-up, registries, lookups, walkers, shutdown, store
-//!   helpers.
+//!   options, firewall backend, DNS upstreams, plugin directories).
+//! - `controller`: [`Controller`]: start-up, registries and plugin loading, lookups,
+//!   walkers, shutdown, store helpers.
 //! - `network`: [`Network`], [`NetworkOptions`], creation rules, IPAM allocation, deletion.
 //! - `endpoint`: [`Endpoint`], [`EndpointOptions`], creation, deletion, join and leave.
 //! - `sandbox`: [`Sandbox`], [`SandboxOptions`], endpoint ordering and the gateway.
@@ -79,10 +98,13 @@
 //!   sandbox not named by the daemon ("live restore" aside); here every sandbox comes back
 //!   with its endpoints, routes, published ports, hosts file and DNS server, and one whose
 //!   namespace is gone (a reboot) gets a new namespace and its endpoints joined again.
+//!   [`Controller::start`] returns once every object is back and compares the reopened
+//!   sandboxes with the kernel in the background, holding back operations on each until it
+//!   is done; [`Controller::new`] waits for all of them.
 //! - **Drivers create the container's interface inside the sandbox** when they can
-//!   ([`libnetwork_driverapi::JoinInterface::InSandbox`], the bridge driver), which the
-//!   kernel does in about 1 ms against 11-27 ms for moving a link in; drivers that create it
-//!   in the host are supported the libnetwork way.
+//!   ([`libnetwork_driverapi::JoinInterface::InSandbox`]: the bridge, macvlan and ipvlan
+//!   drivers), which the kernel does in about 1 ms against 11-27 ms for moving a link in;
+//!   drivers that create it in the host (plugins) are supported the libnetwork way.
 //! - **Service discovery**: each joined endpoint publishes its name, aliases and DNS names on
 //!   its network in the resolver's [`libnetwork_resolver::RecordDirectory`]; every sandbox
 //!   that needs it runs an embedded DNS server at 127.0.0.11 inside its namespace, and its
@@ -130,7 +152,9 @@ mod sandbox;
 
 pub use libnetwork_driverapi::netlabel;
 
-pub use crate::config::{Config, GlobalStore, LocalStore, StepHook};
+pub use crate::config::{
+    Config, DEFAULT_SYNC_WITHIN, Durability, GlobalStore, LocalStore, StepHook,
+};
 pub use crate::controller::Controller;
 pub use crate::endpoint::{Endpoint, EndpointInfo, EndpointOptions, InterfaceInfo, JoinOptions};
 pub use crate::error::{Error, Result};

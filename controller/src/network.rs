@@ -187,6 +187,11 @@ impl NetworkEntry {
         lock(&self.endpoints).values().cloned().collect()
     }
 
+    /// The endpoint entry with id `id`, whatever its state.
+    pub(crate) fn endpoint_entry(&self, id: &str) -> Option<Arc<EndpointEntry>> {
+        lock(&self.endpoints).get(id).cloned()
+    }
+
     pub(crate) fn insert_endpoint(&self, entry: Arc<EndpointEntry>) {
         lock(&self.endpoints).insert(entry.id.clone(), entry);
     }
@@ -475,11 +480,8 @@ async fn create_inner(
     let driver = if options.config_only {
         None
     } else {
-        let registered = inner
-            .registry
-            .driver(network_type)
-            .ok_or_else(|| Error::UnknownDriver(network_type.to_owned()))?;
-        Some(registered)
+        // Not registered: the plugin of that name, loaded now (libnetwork's `loadDriver`).
+        Some(inner.network_driver(network_type, &op).await?)
     };
     let scope = match (&options.scope, &driver) {
         (_, None) => "local".to_owned(),
@@ -507,11 +509,7 @@ async fn create_inner(
     let ipam = if options.config_only || special {
         None
     } else {
-        let registered = inner
-            .registry
-            .ipam(&ipam_type)
-            .ok_or_else(|| Error::UnknownIpam(ipam_type.clone()))?;
-        Some(registered)
+        Some(inner.ipam_driver(&ipam_type, &op).await?)
     };
 
     let mut record: NetworkRecord = serde_json::from_value(serde_json::json!({

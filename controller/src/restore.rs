@@ -8,16 +8,22 @@
 //!    `inCreate` or `inDelete` are removed (driver, IPAM, records). Host and null networks are
 //!    created again in their drivers, which keep no state.
 //! 2. Sandboxes are reopened at their keys (a namespace that is gone, after a reboot, is made
-//!    again and its endpoints joined again). Joined endpoints are attached to them again;
-//!    a join that did not finish (`joining`) is undone and a leave that did not finish
-//!    (`leaving`) is finished.
-//! 3. Each sandbox is compared with the kernel: interfaces no joined endpoint owns are
-//!    deleted, the default routes are set to the gateway endpoint's, published ports are
-//!    programmed for the gateway endpoint and revoked for the others; DNS records, hosts files
-//!    and the embedded DNS servers are set up again.
-//! 4. Sweeps remove what no record owns: namespace keys under `<exec root>/netns`, sandbox
+//!    again and its endpoints joined again). Joined endpoints are attached to them again and
+//!    their names published in DNS; a join that did not finish (`joining`) is undone and a
+//!    leave that did not finish (`leaving`) is finished.
+//! 3. Sweeps remove what no record owns: namespace keys under `<exec root>/netns`, sandbox
 //!    file directories, and addresses and pools of the default IPAM driver's local address
 //!    space. Endpoint counts are rewritten.
+//! 4. In the background, each reopened sandbox is compared with the kernel: interfaces no
+//!    joined endpoint owns are deleted, the default routes are set to the gateway endpoint's,
+//!    published ports are programmed for the gateway endpoint and revoked for the others; its
+//!    hosts file is brought up to date and its embedded DNS server started again. Until a
+//!    sandbox is done, operations on it and on its endpoints wait for it (a gate on the
+//!    sandbox, see [`SandboxEntry::wait_reconciled`]), and its operation lock is held.
+//!
+//! All that needs no driver (reading the store, opening the namespaces, all from one thread,
+//! and the files) is done by [`load`] while the drivers start. A hosts file of a reopened
+//! sandbox is read at its first use, not at start.
 //!
 //! Failures here are logged and restore goes on: one broken object must not keep the others
 //! from coming back.
@@ -26,12 +32,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 use ipnet::IpNet;
 use libnetwork_datastore::{Store, key, list_objects, parse_key};
-use libnetwork_osl::{Origin, netns};
+use libnetwork_osl::{Host, Origin, netns};
 use tracing::{debug, info, warn};
 
+use crate::config::Config;
 use crate::controller::{Batch, Inner, blocking, lock};
 use crate::endpoint::{self, EndpointEntry, JoinOptions};
 use crate::error::{Error, Result};
@@ -39,9 +47,9 @@ use crate::files::ResolutionFiles;
 use crate::network::{self, NetworkEntry};
 use crate::records::{
     ENDPOINT_PREFIX, EndpointRecord, EndpointState, JoinState, NETWORK_PREFIX, NetworkRecord,
-    SANDBOX_PREFIX, SandboxRecord,
+    SANDBOX_PREFIX, SandboxOptionsRecord, SandboxRecord,
 };
-use crate::sandbox::{self, SandboxEntry};
+use crate::sandbox::{self, ReconcileGuard, SandboxEntry};
 
 fn log_failure(what: &str, result: Result<()>) {
     if let Err(e) = result {
@@ -49,18 +57,51 @@ fn log_failure(what: &str, result: Result<()>) {
     }
 }
 
-/// Every store of the controller with its scope name.
-fn stores(inner: &Inner) -> Vec<(&'static str, Arc<dyn Store>)> {
-    let mut out: Vec<(&'static str, Arc<dyn Store>)> = vec![("local", inner.local_store.clone())];
-    if let Some(g) = &inner.global_store {
-        out.push(("global", g.clone()));
-    }
-    out
+/// The controller's stores, with their scope names.
+pub(crate) struct Stores {
+    pub(crate) local: Arc<dyn Store>,
+    pub(crate) global: Option<Arc<dyn Store>>,
 }
 
-async fn load_networks(inner: &Inner) -> Result<Vec<NetworkRecord>> {
+impl Stores {
+    fn all(&self) -> Vec<(&'static str, Arc<dyn Store>)> {
+        let mut out: Vec<(&'static str, Arc<dyn Store>)> = vec![("local", self.local.clone())];
+        if let Some(g) = &self.global {
+            out.push(("global", g.clone()));
+        }
+        out
+    }
+}
+
+/// What the stores hold, read before the restore (while the drivers start), with the
+/// sandboxes' namespaces and files opened.
+pub(crate) struct Stored {
+    networks: Vec<NetworkRecord>,
+    endpoints: Vec<EndpointRecord>,
+    sandboxes: Vec<StoredSandbox>,
+}
+
+/// Reads every network, endpoint and sandbox of the stores, and opens the sandboxes'
+/// namespaces and files: all that needs no driver.
+///
+/// # Errors
+/// [`Error::Store`] when a store cannot be listed, [`Error::Internal`] when the files could
+/// not be opened at all.
+pub(crate) async fn load(stores: &Stores, host: &Host, config: &Config) -> Result<Stored> {
+    let (networks, endpoints, sandboxes) =
+        tokio::try_join!(load_networks(stores), load_endpoints(stores), async {
+            open_sandboxes(host, config, load_sandboxes(stores).await?).await
+        })?;
+    Ok(Stored {
+        networks,
+        endpoints,
+        sandboxes,
+    })
+}
+
+async fn load_networks(stores: &Stores) -> Result<Vec<NetworkRecord>> {
     let mut out = Vec::new();
-    for (_, store) in stores(inner) {
+    for (_, store) in stores.all() {
         let list = blocking("load networks", move || {
             list_objects::<NetworkRecord, _>(store.as_ref(), &key(&[NETWORK_PREFIX]))
         })
@@ -74,9 +115,9 @@ async fn load_networks(inner: &Inner) -> Result<Vec<NetworkRecord>> {
     Ok(out)
 }
 
-async fn load_endpoints(inner: &Inner) -> Result<Vec<EndpointRecord>> {
+async fn load_endpoints(stores: &Stores) -> Result<Vec<EndpointRecord>> {
     let mut out = Vec::new();
-    for (scope, store) in stores(inner) {
+    for (scope, store) in stores.all() {
         let pairs = blocking("load endpoints", move || {
             store.list(&key(&[ENDPOINT_PREFIX]))
         })
@@ -107,8 +148,8 @@ async fn load_endpoints(inner: &Inner) -> Result<Vec<EndpointRecord>> {
     Ok(out)
 }
 
-async fn load_sandboxes(inner: &Inner) -> Result<Vec<SandboxRecord>> {
-    let store = inner.local_store.clone();
+async fn load_sandboxes(stores: &Stores) -> Result<Vec<SandboxRecord>> {
+    let store = stores.local.clone();
     blocking("load sandboxes", move || {
         list_objects::<SandboxRecord, _>(store.as_ref(), &key(&[SANDBOX_PREFIX]))
     })
@@ -116,11 +157,17 @@ async fn load_sandboxes(inner: &Inner) -> Result<Vec<SandboxRecord>> {
     .map_err(Error::store("restore: load sandboxes"))
 }
 
-/// Restores the controller's objects from the store and cleans up after a crash.
-pub(crate) async fn restore(inner: &Arc<Inner>) -> Result<()> {
-    let networks = load_networks(inner).await?;
-    let endpoints = load_endpoints(inner).await?;
-    let sandboxes = load_sandboxes(inner).await?;
+/// Restores the controller's objects read by [`load`] and cleans up after a crash. Returns
+/// once every object is back; the reopened sandboxes are then compared with the kernel in the
+/// background (see [`reconcile_in_background`]): until one is, operations on it and on its
+/// endpoints wait.
+pub(crate) async fn restore(inner: &Arc<Inner>, stored: Stored) {
+    let started = Instant::now();
+    let Stored {
+        networks,
+        endpoints,
+        sandboxes,
+    } = stored;
     info!(
         networks = networks.len(),
         endpoints = endpoints.len(),
@@ -217,27 +264,32 @@ pub(crate) async fn restore(inner: &Arc<Inner>) -> Result<()> {
         }
     }
 
+    debug!(
+        elapsed_ms = elapsed_ms(started),
+        "restore: networks and endpoints back"
+    );
+
     // Sandboxes.
-    let mut fresh: HashSet<String> = HashSet::new();
-    for record in sandboxes {
-        match restore_sandbox(inner, record).await {
-            Ok((entry, was_fresh)) => {
-                if was_fresh {
-                    fresh.insert(entry.id.clone());
-                }
-                lock(&inner.state).sandboxes.insert(entry.id.clone(), entry);
-            }
-            Err(e) => warn!(error = %e, "restore: sandbox not restored"),
+    let (restored, fresh) = restore_sandboxes(inner, sandboxes).await;
+    let mut pending = Vec::new();
+    for entry in restored {
+        if !fresh.contains(&entry.id) {
+            // Held back from the moment it is visible until it agrees with the kernel.
+            pending.push((entry.clone(), entry.hold_until_reconciled()));
         }
+        lock(&inner.state).sandboxes.insert(entry.id.clone(), entry);
     }
     restore_attachments(inner, &fresh).await;
-    let restored: Vec<Arc<SandboxEntry>> = lock(&inner.state).sandboxes.values().cloned().collect();
-    for sb in &restored {
-        if !fresh.contains(&sb.id) {
-            reconcile_sandbox(inner, sb).await;
-        }
+    for (sb, _) in &pending {
+        publish_dns(inner, sb);
     }
     rejoin_fresh(inner, &fresh).await;
+    debug!(
+        elapsed_ms = elapsed_ms(started),
+        reopened = pending.len(),
+        made_again = fresh.len(),
+        "restore: sandboxes back"
+    );
 
     // Sweeps.
     sweep_namespaces(inner).await;
@@ -263,51 +315,129 @@ pub(crate) async fn restore(inner: &Arc<Inner>) -> Result<()> {
             .apply("restore: store endpoint counts", global_counts)
             .await,
     );
-    Ok(())
+    reconcile_in_background(inner, pending);
+    debug!(elapsed_ms = elapsed_ms(started), "restore: done");
 }
 
-/// Reopens a sandbox's namespace (or makes a new one when it is gone) and its files. Returns
-/// the entry and whether the namespace is new.
-async fn restore_sandbox(
-    inner: &Arc<Inner>,
+fn elapsed_ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}
+
+/// A stored sandbox with what [`load`] could open of it already.
+struct StoredSandbox {
     record: SandboxRecord,
-) -> Result<(Arc<SandboxEntry>, bool)> {
-    let op = format!("restore sandbox {}", record.id);
-    let (osl, fresh) = if record.options.use_default_sandbox {
-        (sandbox::default_os_sandbox(inner).await?, false)
+    /// Its namespace, when it is still bound to its key (not for host-network sandboxes).
+    namespace: Option<Result<libnetwork_osl::Sandbox>>,
+    files: Result<ResolutionFiles>,
+}
+
+/// The key of a stored sandbox.
+fn key_of(host: &Host, record: &SandboxRecord) -> PathBuf {
+    if record.key.as_os_str().is_empty() {
+        host.key_for(&record.id)
     } else {
-        let key = if record.key.as_os_str().is_empty() {
-            inner.host.key_for(&record.id)
-        } else {
-            record.key.clone()
-        };
-        if netns::is_bound(&key) {
-            let sb = inner
-                .host
-                .open_sandbox(&key)
-                .await
-                .map_err(Error::os(&op))?;
-            (Arc::new(sb), false)
-        } else {
-            info!(sandbox_id = %record.id, key = %key.display(), "restore: namespace gone, making a new one");
-            let sb = inner
-                .host
-                .create_sandbox(&key)
-                .await
-                .map_err(Error::os(&op))?;
-            (Arc::new(sb), true)
-        }
+        record.key.clone()
+    }
+}
+
+/// Opens what can be opened of the stored sandboxes without the drivers: the namespaces still
+/// bound to their keys (all by one thread) and, at the same time, the files (in one blocking
+/// task). Changes nothing, but for files that are gone, which are written again.
+async fn open_sandboxes(
+    host: &Host,
+    config: &Config,
+    records: Vec<SandboxRecord>,
+) -> Result<Vec<StoredSandbox>> {
+    let files = {
+        let config = config.clone();
+        let wanted: Vec<(String, SandboxOptionsRecord)> = records
+            .iter()
+            .map(|r| (r.id.clone(), r.options.clone()))
+            .collect();
+        blocking("restore: open sandbox files", move || {
+            wanted
+                .iter()
+                .map(|(id, opts)| ResolutionFiles::open(&config, id, opts))
+                .collect::<Vec<_>>()
+        })
     };
-    let config = inner.config.clone();
-    let sbid = record.id.clone();
-    let opts = record.options.clone();
-    let files = blocking(&op, move || ResolutionFiles::open(&config, &sbid, &opts)).await??;
-    let mut record = record;
-    record.key = osl.key().to_path_buf();
-    Ok((
-        Arc::new(SandboxEntry::new(inner, record, osl, files)),
-        fresh,
-    ))
+    let bound: Vec<PathBuf> = records
+        .iter()
+        .filter(|r| !r.options.use_default_sandbox)
+        .map(|r| key_of(host, r))
+        .filter(|key| netns::is_bound(key))
+        .collect();
+    let (namespaces, files) = tokio::join!(host.open_sandboxes(&bound), files);
+    let mut namespaces: HashMap<PathBuf, libnetwork_osl::Result<libnetwork_osl::Sandbox>> =
+        bound.into_iter().zip(namespaces).collect();
+    Ok(records
+        .into_iter()
+        .zip(files?)
+        .map(|(record, files)| {
+            let op = format!("restore sandbox {}", record.id);
+            let namespace = if record.options.use_default_sandbox {
+                None
+            } else {
+                namespaces
+                    .remove(&key_of(host, &record))
+                    .map(|opened| opened.map_err(Error::os(&op)))
+            };
+            StoredSandbox {
+                record,
+                namespace,
+                files,
+            }
+        })
+        .collect())
+}
+
+/// Makes the entries of the stored sandboxes, with the shared host sandbox for host-network
+/// ones and a new namespace where one is gone (after a reboot). Returns the entries and the
+/// ids of those whose namespace is new; a sandbox that cannot be restored is logged and left
+/// out.
+async fn restore_sandboxes(
+    inner: &Arc<Inner>,
+    stored: Vec<StoredSandbox>,
+) -> (Vec<Arc<SandboxEntry>>, HashSet<String>) {
+    let mut entries = Vec::with_capacity(stored.len());
+    let mut fresh = HashSet::new();
+    for sandbox in stored {
+        let StoredSandbox {
+            mut record,
+            namespace,
+            files,
+        } = sandbox;
+        let op = format!("restore sandbox {}", record.id);
+        let opened = match namespace {
+            Some(opened) => opened.map(|sb| (Arc::new(sb), false)),
+            None if record.options.use_default_sandbox => sandbox::default_os_sandbox(inner)
+                .await
+                .map(|sb| (sb, false)),
+            None => {
+                let key = key_of(&inner.host, &record);
+                info!(sandbox_id = %record.id, key = %key.display(), "restore: namespace gone, making a new one");
+                inner
+                    .host
+                    .create_sandbox(&key)
+                    .await
+                    .map(|sb| (Arc::new(sb), true))
+                    .map_err(Error::os(&op))
+            }
+        };
+        let (osl, is_fresh, files) = match opened.and_then(|(osl, new)| Ok((osl, new, files?))) {
+            Ok(opened) => opened,
+            Err(e) => {
+                warn!(sandbox_id = %record.id, error = %e, "restore: sandbox not restored");
+                continue;
+            }
+        };
+        record.key = osl.key().to_path_buf();
+        if is_fresh {
+            fresh.insert(record.id.clone());
+        }
+        entries.push(Arc::new(SandboxEntry::new(inner, record, osl, files)));
+    }
+    (entries, fresh)
 }
 
 /// Attaches joined endpoints to their restored sandboxes; undoes unfinished joins and
@@ -319,6 +449,7 @@ async fn restore_attachments(inner: &Arc<Inner>, fresh: &HashSet<String>) {
     let mut unjoined = Vec::new();
     let networks: Vec<Arc<NetworkEntry>> = lock(&inner.state).networks.values().cloned().collect();
     for net in &networks {
+        let facts = NetworkFacts::of(net);
         for ep in net.endpoint_entries() {
             let r = ep.record();
             if r.sandbox.is_empty() {
@@ -331,8 +462,7 @@ async fn restore_attachments(inner: &Arc<Inner>, fresh: &HashSet<String>) {
                 (Some(sb), Some(JoinState::Joining)) => joining.push((net.clone(), ep, sb)),
                 (Some(sb), Some(JoinState::Leaving)) => leaving.push((net.clone(), ep, sb)),
                 (Some(sb), None) => {
-                    let priority = sb.record().ep_priority.get(&r.id).copied().unwrap_or(0);
-                    sb.insert_joined(endpoint_joined(net, &r, priority));
+                    sb.insert_joined(endpoint_joined(&facts, &r, sb.priority_of(&r.id)));
                     if !fresh.contains(&sb.id) && !r.iface.dst_name.is_empty() {
                         let origin = if r.iface.created_in_sandbox {
                             Origin::Created
@@ -355,8 +485,11 @@ async fn restore_attachments(inner: &Arc<Inner>, fresh: &HashSet<String>) {
     for (net, ep, sb) in leaving {
         info!(endpoint_id = %ep.id, sandbox_id = %sb.id, "restore: finishing a leave");
         let r = ep.record();
-        let priority = sb.record().ep_priority.get(&r.id).copied().unwrap_or(0);
-        sb.insert_joined(endpoint_joined(&net, &r, priority));
+        sb.insert_joined(endpoint_joined(
+            &NetworkFacts::of(&net),
+            &r,
+            sb.priority_of(&r.id),
+        ));
         let op = format!("restore: finish leave of endpoint {}", r.name);
         for e in endpoint::leave_steps(inner, &net, &ep, &sb, &op, true).await {
             warn!(error = %e, "{op}");
@@ -423,41 +556,119 @@ async fn undo_driver_attachment(inner: &Inner, net: &NetworkEntry, ep: &Endpoint
     }
 }
 
-fn endpoint_joined(
-    net: &NetworkEntry,
-    r: &EndpointRecord,
-    priority: i32,
-) -> sandbox::JoinedEndpoint {
-    let nrec = net.record();
-    let join = r.join_info.clone().unwrap_or_default();
-    sandbox::JoinedEndpoint {
-        eid: r.id.clone(),
-        nid: nrec.id.clone(),
-        network_name: nrec.name.clone(),
-        priority,
-        internal: nrec.internal,
-        special: net.has_special_driver(),
-        gw4: join.gw,
-        gw6: join.gw6,
+/// What orders a network's endpoints in a sandbox, read once per network.
+struct NetworkFacts {
+    id: String,
+    name: String,
+    internal: bool,
+    special: bool,
+}
+
+impl NetworkFacts {
+    fn of(net: &NetworkEntry) -> Self {
+        let nrec = net.record();
+        Self {
+            id: nrec.id,
+            name: nrec.name,
+            internal: nrec.internal,
+            special: net.has_special_driver(),
+        }
     }
 }
 
-/// Compares a restored sandbox with the kernel and sets up its DNS and files again.
-async fn reconcile_sandbox(inner: &Arc<Inner>, sb: &Arc<SandboxEntry>) {
-    let joined = sb.joined();
-    let mut owned: HashSet<String> = HashSet::new();
-    let mut records: BTreeMap<String, (Arc<NetworkEntry>, EndpointRecord)> = BTreeMap::new();
-    for j in &joined {
+fn endpoint_joined(
+    net: &NetworkFacts,
+    r: &EndpointRecord,
+    priority: i32,
+) -> sandbox::JoinedEndpoint {
+    let (gw4, gw6) = r
+        .join_info
+        .as_ref()
+        .map_or((None, None), |join| (join.gw, join.gw6));
+    sandbox::JoinedEndpoint {
+        eid: r.id.clone(),
+        nid: net.id.clone(),
+        network_name: net.name.clone(),
+        priority,
+        internal: net.internal,
+        special: net.special,
+        gw4,
+        gw6,
+    }
+}
+
+/// The records of the endpoints joined to a sandbox, by endpoint id, with their networks.
+fn joined_records(
+    inner: &Inner,
+    sb: &SandboxEntry,
+) -> BTreeMap<String, (Arc<NetworkEntry>, EndpointRecord)> {
+    let mut records = BTreeMap::new();
+    for j in sb.joined() {
         if let Some(net) = inner.network_entry(&j.nid)
-            && let Some(ep) = net.endpoint_entries().into_iter().find(|e| e.id == j.eid)
+            && let Some(ep) = net.endpoint_entry(&j.eid)
         {
             let r = ep.record();
-            if !r.iface.dst_name.is_empty() {
-                owned.insert(r.iface.dst_name.clone());
-            }
-            records.insert(j.eid.clone(), (net, r));
+            records.insert(j.eid, (net, r));
         }
     }
+    records
+}
+
+/// Publishes the names of a reopened sandbox's endpoints and attaches its DNS to their
+/// networks (memory only): peers resolve them from the moment the restore returns.
+fn publish_dns(inner: &Inner, sb: &SandboxEntry) {
+    for (net, r) in joined_records(inner, sb).values() {
+        if !net.has_special_driver() {
+            crate::dns::add_endpoint(inner, r);
+        }
+    }
+    sb.sync_dns_networks();
+}
+
+/// Compares the reopened sandboxes with the kernel in a background task, all at once: each
+/// sandbox's operations (and those of its endpoints) wait for its guard, dropped when it is
+/// done. [`crate::Controller::restored`] waits for all of them.
+fn reconcile_in_background(inner: &Arc<Inner>, pending: Vec<(Arc<SandboxEntry>, ReconcileGuard)>) {
+    if pending.is_empty() {
+        return;
+    }
+    let inner = Arc::clone(inner);
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let count = pending.len();
+        let mut reconciling = tokio::task::JoinSet::new();
+        for (sb, guard) in pending {
+            let inner = Arc::clone(&inner);
+            reconciling.spawn(async move {
+                reconcile_sandbox(&inner, &sb).await;
+                drop(guard);
+            });
+        }
+        while let Some(done) = reconciling.join_next().await {
+            if let Err(e) = done {
+                warn!(error = %e, "restore: a sandbox was not compared with the kernel");
+            }
+        }
+        info!(
+            sandboxes = count,
+            elapsed_ms = elapsed_ms(started),
+            "restored sandboxes agree with the kernel"
+        );
+    });
+}
+
+/// Compares a reopened sandbox with the kernel (leftover interfaces, default routes,
+/// published ports) and sets up its hosts file and embedded DNS server again. Holds the
+/// sandbox's operation lock meanwhile.
+async fn reconcile_sandbox(inner: &Arc<Inner>, sb: &Arc<SandboxEntry>) {
+    let _op = sb.op.lock().await;
+    inner.step("restore:reconciling");
+    let records = joined_records(inner, sb);
+    let owned: HashSet<String> = records
+        .values()
+        .map(|(_, r)| r.iface.dst_name.clone())
+        .filter(|name| !name.is_empty())
+        .collect();
 
     // Interfaces no endpoint owns (a join that did not finish, a veth whose deletion was cut
     // short) are deleted; the host's own namespace is never touched.
@@ -556,15 +767,10 @@ async fn reconcile_sandbox(inner: &Arc<Inner>, sb: &Arc<SandboxEntry>) {
         }
     }
 
-    // DNS, hosts file and the embedded DNS server.
-    let mut needs_resolver = false;
-    for (net, r) in records.values() {
-        if !net.has_special_driver() {
-            crate::dns::add_endpoint(inner, r);
-            needs_resolver |= !r.disable_resolution;
-        }
-    }
-    sb.sync_dns_networks();
+    // Hosts file and the embedded DNS server (the records are published already).
+    let needs_resolver = records
+        .values()
+        .any(|(net, r)| !net.has_special_driver() && !r.disable_resolution);
     if let Err(e) = sb.sync_hosts(|| endpoint::desired_hosts(inner, sb)) {
         warn!(sandbox_id = %sb.id, error = %e, "restore: hosts file not updated");
     }

@@ -143,6 +143,10 @@ pub(crate) struct SandboxEntry {
     pub(crate) dns: SandboxRecords,
     resolver: Mutex<Option<Resolver>>,
     deleting: AtomicBool,
+    /// Closed while a restore compares the sandbox with the kernel in the background (see
+    /// `restore`); operations on the sandbox and its endpoints wait until it opens. Open for
+    /// every other sandbox.
+    reconciled: tokio::sync::watch::Sender<bool>,
 }
 
 impl SandboxEntry {
@@ -163,7 +167,22 @@ impl SandboxEntry {
             dns: SandboxRecords::new(&inner.dns),
             resolver: Mutex::new(None),
             deleting: AtomicBool::new(false),
+            reconciled: tokio::sync::watch::Sender::new(true),
         }
+    }
+
+    /// Makes operations on the sandbox and its endpoints wait until the returned guard is
+    /// dropped (by the restore, once the sandbox agrees with the kernel again).
+    pub(crate) fn hold_until_reconciled(self: &Arc<Self>) -> ReconcileGuard {
+        self.reconciled.send_replace(false);
+        ReconcileGuard(Arc::clone(self))
+    }
+
+    /// Waits until the sandbox is reconciled after a restore (at once for any other).
+    pub(crate) async fn wait_reconciled(&self) {
+        let mut open = self.reconciled.subscribe();
+        // The sender lives as long as `self`: waiting cannot fail.
+        let _ = open.wait_for(|open| *open).await;
     }
 
     pub(crate) fn record(&self) -> SandboxRecord {
@@ -172,6 +191,15 @@ impl SandboxEntry {
 
     pub(crate) fn options(&self) -> SandboxOptionsRecord {
         lock(&self.record).options.clone()
+    }
+
+    /// The join priority of endpoint `eid` in the checkpoint (0 when none was given).
+    pub(crate) fn priority_of(&self, eid: &str) -> i32 {
+        lock(&self.record)
+            .ep_priority
+            .get(eid)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub(crate) fn is_host_mode(&self) -> bool {
@@ -329,6 +357,16 @@ impl SandboxEntry {
     /// Makes the hosts file's dynamic lines what `desired` gives (blocking file work, small).
     pub(crate) fn sync_hosts(&self, desired: impl FnOnce() -> Vec<Record>) -> Result<()> {
         self.files.sync_hosts(desired)
+    }
+}
+
+/// Holds back operations on a restored sandbox and its endpoints while the restore compares
+/// it with the kernel; dropping it (also on a panic) lets them go.
+pub(crate) struct ReconcileGuard(Arc<SandboxEntry>);
+
+impl Drop for ReconcileGuard {
+    fn drop(&mut self) {
+        self.0.reconciled.send_replace(true);
     }
 }
 
@@ -653,6 +691,7 @@ pub(crate) async fn delete(inner: &Arc<Inner>, entry: &Arc<SandboxEntry>) -> Res
     let span =
         info_span!("delete_sandbox", sandbox_id = %entry.id, container_id = %entry.container_id);
     async {
+        entry.wait_reconciled().await;
         {
             let _guard = entry.op.lock().await;
             if inner.sandbox_entry(&entry.id).is_none() {

@@ -162,6 +162,7 @@ fn a_network_with_endpoints_cannot_be_deleted_and_a_deleted_one_is_gone() {
             let again = n.delete().await.unwrap_err();
             ensure!(again.kind() == ErrorKind::NotFound, "{again}");
             ensure!(c.network_by_name("busy").unwrap_err().kind() == ErrorKind::NotFound);
+            c.settle().await;
             ensure!(common::host_link_names().await?.is_empty());
             Ok(())
         },
@@ -197,7 +198,7 @@ fn unknown_drivers_and_ipam_drivers_are_not_found() {
                 .await
                 .unwrap_err();
             ensure!(e.kind() == ErrorKind::NotFound, "{e}");
-            ensure!(c.builtin_drivers() == ["bridge", "host", "null"]);
+            ensure!(c.builtin_drivers() == ["bridge", "host", "ipvlan", "macvlan", "null"]);
             ensure!(c.builtin_ipam_drivers() == ["default", "null"]);
             Ok(())
         },

@@ -3,7 +3,10 @@
 //! Start-up restores every network, endpoint and sandbox of the store (the controller also
 //! removes what a crash left half made), creates the default `bridge` network when it is
 //! missing, and only then binds the socket, so a client that reaches the socket finds
-//! everything in place. SIGTERM and SIGINT stop accepting requests, let those in flight
+//! everything in place. The restored sandboxes are compared with the kernel (leftover
+//! interfaces, routes, published ports, hosts files, embedded DNS servers) in the background,
+//! while the socket is bound and served; a request on such a sandbox or its endpoints waits for
+//! it (see `Controller::start`). SIGTERM and SIGINT stop accepting requests, let those in flight
 //! finish, and stop the controller's background work; networks and sandboxes stay in the
 //! kernel and the store (a command started by `dnet run` keeps its network) for the next start.
 
@@ -157,7 +160,9 @@ async fn serve(options: DaemonOptions) -> anyhow::Result<()> {
         "restoring networks and sandboxes from {}",
         options.data_dir.display()
     ));
-    let controller = Controller::new(controller_config(&options))
+    // Restored sandboxes are compared with the kernel in the background; requests on one wait
+    // for it (see `Controller::start`).
+    let controller = Controller::start(controller_config(&options))
         .await
         .context("start the network controller")?;
     if options.default_bridge {
