@@ -6,8 +6,9 @@
 //!
 //! Needs root (it prints a skip line and exits 0 otherwise). It runs in private network and
 //! mount namespaces, with the controller's data and run directories in a temporary directory
-//! (a redb store with durable commits, the bridge driver with IP forwarding and nftables
-//! rules, the embedded DNS server on). The bridge driver is registered a second time as
+//! (the default configuration: a redb store with deferred syncs, one spare namespace kept
+//! ready, the bridge driver with IP forwarding and nftables rules, the embedded DNS server
+//! on). The bridge driver is registered a second time as
 //! `timed-bridge` behind a wrapper that adds up the time spent inside the driver, so that each
 //! step's time is split into the driver's (kernel, firewall, its own store writes) and the
 //! rest (the controller: store, IPAM, namespaces, files, DNS).

@@ -100,6 +100,10 @@ pub struct Config {
     /// changes, most of which describe kernel state the crash destroyed anyway.
     /// [`Durability::Immediate`] syncs every operation (about 1 ms each on an SSD).
     pub store_durability: Durability,
+    /// How many network namespaces to make ahead of need, so that a new sandbox only binds
+    /// one to its key (see `libnetwork_osl::Host::keep_spare_namespaces`): 0.1 ms instead of
+    /// 0.8 ms here. The first is made after the first sandbox; 0 turns this off.
+    pub spare_namespaces: usize,
     /// The global store, if networks of scope `global` are wanted.
     pub global_store: Option<GlobalStore>,
     /// Replaces the local predefined address pools (Docker's `default-address-pools`).
@@ -152,6 +156,7 @@ impl fmt::Debug for Config {
             .field("exec_root", &self.exec_root)
             .field("local_store", &self.local_store)
             .field("store_durability", &self.store_durability)
+            .field("spare_namespaces", &self.spare_namespaces)
             .field("global_store", &self.global_store)
             .field("default_address_pools", &self.default_address_pools)
             .field("bridge", &self.bridge)
@@ -176,6 +181,7 @@ impl Default for Config {
             store_durability: Durability::Deferred {
                 within: DEFAULT_SYNC_WITHIN,
             },
+            spare_namespaces: 1,
             global_store: None,
             default_address_pools: None,
             global_address_pools: None,

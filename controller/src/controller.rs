@@ -175,6 +175,7 @@ impl Controller {
         let host = Host::new(config.exec_root.clone())
             .await
             .map_err(Error::os("open the host namespace"))?;
+        host.keep_spare_namespaces(config.spare_namespaces);
 
         // The bridge driver (with the firewall; it restores its networks and endpoints), the
         // default IPAM driver and the reading of the controller's records do not depend on

@@ -101,6 +101,9 @@
 //!   [`Controller::start`] returns once every object is back and compares the reopened
 //!   sandboxes with the kernel in the background, holding back operations on each until it
 //!   is done; [`Controller::new`] waits for all of them.
+//! - **A namespace is ready before the sandbox is asked for**: the osl keeps
+//!   [`Config::spare_namespaces`] namespaces made in the background, so a new sandbox binds
+//!   one to its key (about 0.1 ms) instead of making it (about 0.8 ms).
 //! - **Drivers create the container's interface inside the sandbox** when they can
 //!   ([`libnetwork_driverapi::JoinInterface::InSandbox`]: the bridge, macvlan and ipvlan
 //!   drivers), which the kernel does in about 1 ms against 11-27 ms for moving a link in;

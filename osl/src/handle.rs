@@ -112,6 +112,12 @@ impl NetlinkHandle {
         })
     }
 
+    /// The same socket, named `label` in errors and logs (a spare namespace's handle once the
+    /// namespace is bound to a sandbox key).
+    pub(crate) fn relabeled(self, label: Arc<str>) -> Self {
+        Self { label, ..self }
+    }
+
     /// How errors name this handle's namespace (`host`, `sandbox <key>`).
     pub fn label(&self) -> &str {
         &self.label

@@ -37,6 +37,20 @@ pub struct Link {
 }
 
 impl Link {
+    /// `lo` of any namespace, as far as a request by index needs it (it has the same index
+    /// everywhere, so no look-up is needed).
+    pub(crate) fn loopback() -> Self {
+        Self {
+            index: LOOPBACK_INDEX,
+            name: "lo".into(),
+            mac: None,
+            mtu: 0,
+            master: None,
+            up: false,
+            kind: None,
+        }
+    }
+
     /// Reads a link from a `RTM_NEWLINK` message.
     pub(crate) fn from_message(msg: &LinkMessage) -> Self {
         let mut link = Self {

@@ -24,6 +24,8 @@ use nix::sys::statfs::{NSFS_MAGIC, fstatfs, statfs};
 use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
+use crate::handle::NetlinkHandle;
+use crate::link::Link;
 
 /// The calling thread's own network namespace, as a path usable from that thread.
 const THREAD_SELF_NETNS: &str = "/proc/thread-self/ns/net";
@@ -185,6 +187,65 @@ pub async fn create_bound(key: &Path) -> Result<Netns> {
     Netns::open(key).inspect_err(|_| {
         let _ = unbind(key);
     })
+}
+
+/// A network namespace made ahead of need, bound to no key yet, with a netlink socket open
+/// inside it and `lo` up: see [`crate::Host::keep_spare_namespaces`]. Dropping it frees the
+/// namespace (nothing else refers to it).
+#[derive(Debug)]
+pub(crate) struct Spare {
+    fd: OwnedFd,
+    pub(crate) netlink: NetlinkHandle,
+}
+
+impl Spare {
+    /// Makes a namespace on a throw-away thread (`unshare`), keeps a descriptor on it, opens
+    /// its netlink socket from inside and sets `lo` up.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub(crate) async fn create() -> Result<Self> {
+        let op = "create a spare network namespace";
+        let runtime = tokio::runtime::Handle::current();
+        let (fd, netlink) = on_new_thread(move || -> Result<(OwnedFd, NetlinkHandle)> {
+            unshare(CloneFlags::CLONE_NEWNET).map_err(|e| Error::os(op, e))?;
+            let fd = OwnedFd::from(File::open(THREAD_SELF_NETNS).map_err(|e| Error::os(op, e))?);
+            let _entered = runtime.enter();
+            let netlink = NetlinkHandle::open_on_this_thread("spare namespace".into())?;
+            Ok((fd, netlink))
+        })
+        .await??;
+        netlink.set_up(&Link::loopback(), true).await?;
+        Ok(Self { fd, netlink })
+    }
+
+    /// Binds the namespace to the file `key` (as [`create_bound`] does for a new one) and
+    /// opens it there. On failure nothing is left at `key`, and the spare is gone.
+    ///
+    /// # Errors
+    /// As [`create_bound`].
+    pub(crate) fn bind(self, key: &Path) -> Result<(Netns, NetlinkHandle)> {
+        let op = || format!("create network namespace {}", key.display());
+        let created = prepare_key_file(key, &op)?;
+        let source = format!("/proc/self/fd/{}", self.fd.as_raw_fd());
+        if let Err(e) = mount(
+            Some(source.as_str()),
+            key,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        ) {
+            if created {
+                let _ = fs::remove_file(key);
+            }
+            return Err(Error::os(op(), e));
+        }
+        let netns = Netns::open(key).inspect_err(|_| {
+            let _ = unbind(key);
+        })?;
+        let label = format!("sandbox {}", key.display());
+        Ok((netns, self.netlink.relabeled(label.into())))
+    }
 }
 
 /// Bind-mounts an existing namespace (`/proc/<pid>/ns/net`, another bound file) onto the file

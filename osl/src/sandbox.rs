@@ -122,16 +122,7 @@ impl Sandbox {
         };
         if new {
             // `ip link set lo up`: lo has the same index in every namespace, no look-up needed.
-            let lo = Link {
-                index: LOOPBACK_INDEX,
-                name: "lo".into(),
-                mac: None,
-                mtu: 0,
-                master: None,
-                up: false,
-                kind: None,
-            };
-            sandbox.netlink.set_up(&lo, true).await?;
+            sandbox.netlink.set_up(&Link::loopback(), true).await?;
         }
         info!(key = %sandbox.key.display(), new, "sandbox ready");
         Ok(sandbox)

@@ -155,6 +155,80 @@ fn creating_on_a_key_where_a_namespace_is_mounted_is_a_conflict() {
     );
 }
 
+/// Waits until `host` has `count` spare namespaces ready.
+async fn spares_ready(host: &Host, count: usize) -> Result<()> {
+    for _ in 0..500 {
+        if host.spare_namespaces() == count {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    Err(anyhow!(
+        "{} spare namespaces ready, {count} expected",
+        host.spare_namespaces()
+    ))
+}
+
+#[test]
+fn sandboxes_made_from_spare_namespaces_are_fresh_and_distinct() {
+    kernel_test(
+        "sandboxes_made_from_spare_namespaces_are_fresh_and_distinct",
+        |host| async move {
+            host.keep_spare_namespaces(2);
+            ensure!(host.spare_namespaces() == 0, "spares made before any sandbox");
+            // The first sandbox is made on demand and starts the refill.
+            let first = new_sandbox(&host, "spare-first").await?;
+            spares_ready(&host, 2).await?;
+            let mut sandboxes = vec![first];
+            for id in ["spare-a", "spare-b", "spare-c"] {
+                let sb = new_sandbox(&host, id).await?;
+                ensure!(netns::is_bound(sb.key()) && mounted(sb.key()));
+                ensure!(sb.netlink().link_by_name("lo").await?.up, "lo down in {id}");
+                ensure!(sb.interfaces().await?.is_empty(), "{id} has interfaces");
+                sandboxes.push(sb);
+            }
+            let mut inodes: Vec<u64> = sandboxes.iter().map(|sb| sb.netns().inode()).collect();
+            inodes.push(host.netns().inode());
+            inodes.sort_unstable();
+            inodes.dedup();
+            ensure!(inodes.len() == 5, "two sandboxes share a namespace");
+            // Errors name the sandbox's key, not the spare it came from.
+            let err = sandboxes[1]
+                .netlink()
+                .link_by_name("nothere0")
+                .await
+                .expect_err("no such link");
+            ensure!(err.to_string().contains("spare-a"), "{err}");
+            spares_ready(&host, 2).await?;
+            for sb in sandboxes {
+                let key = sb.key().to_path_buf();
+                sb.destroy()?;
+                ensure!(!key.exists() && !mounted(&key), "{} left behind", key.display());
+            }
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn a_spare_namespace_is_not_bound_over_a_mounted_key() {
+    kernel_test(
+        "a_spare_namespace_is_not_bound_over_a_mounted_key",
+        |host| async move {
+            host.keep_spare_namespaces(1);
+            let key = host.key_for("taken");
+            let sb = host.create_sandbox(&key).await?;
+            spares_ready(&host, 1).await?;
+            let err = host.create_sandbox(&key).await.expect_err("second create");
+            ensure!(err.kind() == ErrorKind::Conflict, "{err}");
+            ensure!(sb.netlink().link_by_name("lo").await?.up);
+            sb.destroy()?;
+            ensure!(!key.exists(), "key file left behind");
+            Ok(())
+        },
+    );
+}
+
 #[test]
 fn sandbox_reopened_after_restart_lists_its_interfaces_and_routes() {
     kernel_test(
