@@ -175,7 +175,10 @@ fn sandboxes_made_from_spare_namespaces_are_fresh_and_distinct() {
         "sandboxes_made_from_spare_namespaces_are_fresh_and_distinct",
         |host| async move {
             host.keep_spare_namespaces(2);
-            ensure!(host.spare_namespaces() == 0, "spares made before any sandbox");
+            ensure!(
+                host.spare_namespaces() == 0,
+                "spares made before any sandbox"
+            );
             // The first sandbox is made on demand and starts the refill.
             let first = new_sandbox(&host, "spare-first").await?;
             spares_ready(&host, 2).await?;
@@ -203,7 +206,11 @@ fn sandboxes_made_from_spare_namespaces_are_fresh_and_distinct() {
             for sb in sandboxes {
                 let key = sb.key().to_path_buf();
                 sb.destroy()?;
-                ensure!(!key.exists() && !mounted(&key), "{} left behind", key.display());
+                ensure!(
+                    !key.exists() && !mounted(&key),
+                    "{} left behind",
+                    key.display()
+                );
             }
             Ok(())
         },
