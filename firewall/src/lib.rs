@@ -254,31 +254,31 @@ impl Firewall {
     /// [`Error::Unavailable`] when no backend works; [`Error::Batch`] / [`Error::Internal`] when
     /// setting up fails.
     pub fn new(config: FirewallConfig) -> Result<Self, Error> {
-        let backend = match config.backend {
-            BackendChoice::Nftables => {
-                nft::Nft::probe()?;
-                Backend::Nftables
-            }
+        // nftables is tried by setting it up: a separate probe would cost one more `nft` run
+        // at every start. It fails with `Unavailable` when nftables cannot be used.
+        let engine = match config.backend {
+            BackendChoice::Nftables => Engine::Nft(nft::Nft::new(config.ipv6)?),
             BackendChoice::Iptables => {
                 iptables::Iptables::probe(config.ipv6)?;
-                Backend::Iptables
+                Engine::Iptables(iptables::Iptables::new(config.ipv6)?)
             }
-            BackendChoice::Auto => match nft::Nft::probe() {
-                Ok(()) => Backend::Nftables,
-                Err(nft_err) => {
+            BackendChoice::Auto => match nft::Nft::new(config.ipv6) {
+                Ok(nft) => Engine::Nft(nft),
+                Err(nft_err) if nft_err.kind() == ErrorKind::Unavailable => {
                     debug!(error = %nft_err, "nftables unusable, trying iptables");
                     iptables::Iptables::probe(config.ipv6).map_err(|ipt_err| {
                         Error::Unavailable(format!(
                             "choose a firewall backend: {nft_err}; {ipt_err}"
                         ))
                     })?;
-                    Backend::Iptables
+                    Engine::Iptables(iptables::Iptables::new(config.ipv6)?)
                 }
+                Err(e) => return Err(e),
             },
         };
-        let engine = match backend {
-            Backend::Nftables => Engine::Nft(nft::Nft::new(config.ipv6)?),
-            Backend::Iptables => Engine::Iptables(iptables::Iptables::new(config.ipv6)?),
+        let backend = match engine {
+            Engine::Nft(_) => Backend::Nftables,
+            Engine::Iptables(_) => Backend::Iptables,
         };
         info!(%backend, ipv6 = config.ipv6, "firewall ready");
         Ok(Self {

@@ -84,7 +84,6 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 
-use serde_json::Value as Json;
 use tracing::{debug, warn};
 
 use crate::exec::{self, RunError};
@@ -187,21 +186,24 @@ pub(crate) struct Nft {
 }
 
 impl Nft {
-    /// Whether nftables can be used here: `nft list tables` runs and succeeds, and an nftables
-    /// netlink socket opens.
-    pub(crate) fn probe() -> Result<(), Error> {
+    /// Whether nftables can be used here: `nft list tables` runs and succeeds. Run only when
+    /// [`Nft::new`] fails, to tell a host without nftables from a refused batch.
+    fn probe() -> Result<(), Error> {
         exec::run("nft", &["list", "tables"], None, "probe nftables")
             .map(drop)
             .map_err(|e| match e {
                 RunError::Missing(msg) => Error::Unavailable(msg),
                 RunError::Failed(e) => Error::Unavailable(format!("probe nftables: {e}")),
-            })?;
-        Conn::open()
-            .map(drop)
-            .map_err(|e| Error::Unavailable(format!("probe nftables: open a netlink socket: {e}")))
+            })
     }
 
-    /// Installs the base structure and reads back what an earlier process left.
+    /// Installs the base structure (one `nft -f -` run) and reads back what an earlier process
+    /// left: the elements of our sets, through the netlink socket (no process). The base batch
+    /// keeps the elements of sets that exist.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when nftables cannot be used here (no `nft`, no netlink socket, or
+    /// `nft list tables` fails too); [`Error::Batch`] / [`Error::Internal`] otherwise.
     pub(crate) fn new(ipv6: bool) -> Result<Self, Error> {
         let conn = Conn::open().map_err(|e| {
             Error::Unavailable(format!("set up nftables: open a netlink socket: {e}"))
@@ -212,7 +214,13 @@ impl Nft {
             networks: BTreeMap::new(),
             mappings: HashSet::new(),
         };
-        nft.apply_base()?;
+        if let Err(e) = nft.apply_base() {
+            // A host without nftables fails the base batch too: say so as the probe would.
+            if e.kind() != libnetwork_types::ErrorKind::Unavailable {
+                Self::probe()?;
+            }
+            return Err(e);
+        }
         nft.load()?;
         debug!(
             networks = nft.networks.len(),
@@ -479,62 +487,33 @@ impl Nft {
         b.join("\n")
     }
 
-    /// Reads the table: networks (elements of `bridges`, and the settings in element comments)
-    /// and port mappings (element comments of the `pub` maps).
+    /// Reads the elements of our sets: networks (elements of `bridges`, and the settings in
+    /// element comments) and port mappings (element comments of the `pub` maps). A set (or
+    /// the table) that does not exist has nothing.
     fn load(&mut self) -> Result<(), Error> {
-        let what = "list the nftables table";
-        let out = exec::run(
-            "nft",
-            &["-j", "list", "table", "inet", "libnetwork"],
-            None,
-            what,
-        )?;
-        let json: Json = serde_json::from_str(&out)
-            .map_err(|e| Error::Internal(format!("{what}: parse nft json: {e}")))?;
-        let items = json
-            .get("nftables")
-            .and_then(Json::as_array)
-            .ok_or_else(|| Error::Internal(format!("{what}: no nftables array in nft json")))?;
-        for item in items {
-            let Some(set) = item.get("set").or_else(|| item.get("map")) else {
+        for (_, set, _) in SETS {
+            let Some(elements) = self.conn.set_elements(TABLE_NAME, set)? else {
                 continue;
             };
-            let name = set.get("name").and_then(Json::as_str);
-            for (value, comment) in elements(set) {
+            for element in elements {
+                let comment = element.comment.as_deref();
                 if let Some(rules) = comment.and_then(tag::parse_network_rules) {
                     self.networks.insert(rules.bridge.clone(), Some(rules));
                 } else if let Some(m) = comment.and_then(tag::parse_mapping) {
                     self.mappings.insert(m);
                 }
-                if name == Some(BRIDGES)
-                    && let Some(bridge) = value
-                {
-                    self.networks.entry(bridge.to_string()).or_insert(None);
+                if set == BRIDGES {
+                    // An interface name, NUL-padded.
+                    let name = element.key.split(|b| *b == 0).next().unwrap_or_default();
+                    if let Ok(bridge) = std::str::from_utf8(name)
+                        && !bridge.is_empty()
+                    {
+                        self.networks.entry(bridge.to_string()).or_insert(None);
+                    }
                 }
             }
         }
         Ok(())
-    }
-}
-
-/// The elements of a set or map in nft's JSON, each as its value when that is a plain string,
-/// and its comment: `"v"`, `{"elem": {"val": v, "comment": c}}`, or `[key, data]` for maps.
-fn elements(set: &Json) -> Vec<(Option<&str>, Option<&str>)> {
-    fn parts(e: &Json) -> (Option<&str>, Option<&str>) {
-        match e {
-            Json::String(s) => (Some(s.as_str()), None),
-            Json::Array(pair) => pair.first().map_or((None, None), parts),
-            Json::Object(_) => (
-                e.pointer("/elem/val").and_then(Json::as_str),
-                e.pointer("/elem/comment").and_then(Json::as_str),
-            ),
-            _ => (None, None),
-        }
-    }
-    match set.get("elem") {
-        Some(Json::Array(elems)) => elems.iter().map(parts).collect(),
-        Some(single) => vec![parts(single)],
-        None => Vec::new(),
     }
 }
 
@@ -859,29 +838,5 @@ mod tests {
         );
         // Added once, deleted once.
         assert_eq!(batch.len(), 2);
-    }
-
-    #[test]
-    fn comments_and_names_are_read_from_nft_json() {
-        let json: Json = serde_json::from_str(
-            r#"{"set": {"name": "bridges", "elem": [
-                "br-x",
-                {"elem": {"val": "br-a", "comment": "lnbr,br-a,172.30.1.0/24,-,-,mch"}}
-            ]}}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            elements(&json["set"]),
-            [
-                (Some("br-x"), None),
-                (Some("br-a"), Some("lnbr,br-a,172.30.1.0/24,-,-,mch"))
-            ]
-        );
-        let json: Json = serde_json::from_str(
-            r#"{"map": {"name": "pub4-port", "elem": [[{"elem": {"val": {"concat":
-                ["tcp", 8080]}, "comment": "c"}}, {"concat": ["172.30.1.2", 80]}]]}}"#,
-        )
-        .unwrap();
-        assert_eq!(elements(&json["map"]), [(None, Some("c"))]);
     }
 }

@@ -29,6 +29,8 @@ use crate::Error;
 mod consts {
     pub(super) const NLMSG_HDRLEN: usize = 16;
     pub(super) const NLMSG_ERROR: u16 = 2;
+    pub(super) const NLMSG_DONE: u16 = 3;
+    pub(super) const NLM_F_DUMP: u16 = 0x300;
     pub(super) const NLM_F_REQUEST: u16 = 0x1;
     pub(super) const NLM_F_ACK: u16 = 0x4;
     pub(super) const NLM_F_CREATE: u16 = 0x400;
@@ -42,6 +44,7 @@ mod consts {
     pub(super) const NFPROTO_INET: u8 = 1;
 
     pub(super) const NFT_MSG_NEWSETELEM: u16 = 12;
+    pub(super) const NFT_MSG_GETSETELEM: u16 = 13;
     pub(super) const NFT_MSG_DELSETELEM: u16 = 14;
 
     pub(super) const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
@@ -434,6 +437,117 @@ fn parse_answers(mut data: &[u8]) -> Vec<Answer> {
     answers
 }
 
+/// An element read back from the kernel: its key's bytes and its comment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ListedElement {
+    pub(crate) key: Vec<u8>,
+    pub(crate) comment: Option<String>,
+}
+
+/// What a datagram of a dump answer brought.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DumpPart {
+    /// Elements; more datagrams follow.
+    More,
+    /// The end of the dump.
+    Done,
+    /// The kernel refused the dump with this errno.
+    Failed(i32),
+}
+
+/// The netlink attributes in `data`, as (type without flags, payload).
+fn parse_attrs(mut data: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut out = Vec::new();
+    while data.len() >= 4 {
+        let len = usize::from(u16::from_ne_bytes([data[0], data[1]]));
+        let kind = u16::from_ne_bytes([data[2], data[3]]) & !NLA_F_NESTED;
+        if len < 4 || len > data.len() {
+            break;
+        }
+        out.push((kind, &data[4..len]));
+        let aligned = (len + 3) & !3;
+        data = &data[aligned.min(data.len())..];
+    }
+    out
+}
+
+/// The comment in an element's user data (a TLV list: type, length, value with its NUL).
+fn udata_comment(mut udata: &[u8]) -> Option<String> {
+    while udata.len() >= 2 {
+        let (kind, len) = (udata[0], usize::from(udata[1]));
+        let value = udata.get(2..2 + len)?;
+        if kind == UDATA_SET_ELEM_COMMENT {
+            let text = value.split(|b| *b == 0).next().unwrap_or_default();
+            return Some(String::from_utf8_lossy(text).into_owned());
+        }
+        udata = &udata[2 + len..];
+    }
+    None
+}
+
+/// Reads the answers to the dump with sequence number `seq` in a datagram, adding the
+/// elements to `out`.
+fn parse_dump(mut data: &[u8], seq: u32, out: &mut Vec<ListedElement>) -> DumpPart {
+    let mut part = DumpPart::More;
+    while data.len() >= NLMSG_HDRLEN {
+        let word =
+            |at: usize| u32::from_ne_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
+        let len = word(0) as usize;
+        if len < NLMSG_HDRLEN || len > data.len() {
+            break;
+        }
+        let kind = u16::from_ne_bytes([data[4], data[5]]);
+        let message = &data[..len];
+        if word(8) == seq {
+            match kind {
+                NLMSG_DONE => part = DumpPart::Done,
+                NLMSG_ERROR if len >= NLMSG_HDRLEN + 4 => {
+                    let errno = -i32::from_ne_bytes([data[16], data[17], data[18], data[19]]);
+                    part = if errno == 0 {
+                        DumpPart::Done
+                    } else {
+                        DumpPart::Failed(errno)
+                    };
+                }
+                k if k == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM
+                    && len >= NLMSG_HDRLEN + 4 =>
+                {
+                    for (t, list) in parse_attrs(&message[NLMSG_HDRLEN + 4..]) {
+                        if t != NFTA_SET_ELEM_LIST_ELEMENTS {
+                            continue;
+                        }
+                        for (_, element) in parse_attrs(list) {
+                            let mut listed = ListedElement {
+                                key: Vec::new(),
+                                comment: None,
+                            };
+                            for (t, value) in parse_attrs(element) {
+                                match t {
+                                    NFTA_SET_ELEM_KEY => {
+                                        if let Some((_, key)) = parse_attrs(value)
+                                            .into_iter()
+                                            .find(|(t, _)| *t == NFTA_DATA_VALUE)
+                                        {
+                                            listed.key = key.to_vec();
+                                        }
+                                    }
+                                    NFTA_SET_ELEM_USERDATA => listed.comment = udata_comment(value),
+                                    _ => {}
+                                }
+                            }
+                            out.push(listed);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let aligned = (len + 3) & !3;
+        data = &data[aligned.min(data.len())..];
+    }
+    part
+}
+
 /// A netlink socket for nf_tables batches, in the network namespace of the thread that opened
 /// it.
 #[derive(Debug)]
@@ -558,6 +672,51 @@ impl Conn {
             });
         }
         Ok(())
+    }
+
+    /// The elements of the set (or map) `set` of the inet table `table`, each as its key's
+    /// bytes and its comment: a dump request, answered by the kernel without a process.
+    /// `None` when the table or the set does not exist.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] when the socket fails or the kernel refuses the dump.
+    pub(crate) fn set_elements(
+        &mut self,
+        table: &str,
+        set: &str,
+    ) -> Result<Option<Vec<ListedElement>>, Error> {
+        let internal =
+            |e: &dyn fmt::Display| Error::Internal(format!("list the elements of set {set}: {e}"));
+        let seq = self.seq;
+        self.seq = self.seq.wrapping_add(1);
+        let mut buf = Vec::with_capacity(64);
+        nlmsg_header(
+            &mut buf,
+            (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM,
+            NLM_F_REQUEST | NLM_F_DUMP,
+            seq,
+        );
+        nfgenmsg(&mut buf, NFPROTO_INET, 0);
+        attr_str(&mut buf, NFTA_SET_ELEM_LIST_TABLE, table);
+        attr_str(&mut buf, NFTA_SET_ELEM_LIST_SET, set);
+        finish_message(&mut buf, 0);
+        self.socket
+            .send_to(&buf, &SocketAddr::new(0, 0), 0)
+            .map_err(|e| internal(&e))?;
+        let mut out = Vec::new();
+        let mut rx = Vec::with_capacity(32 * 1024);
+        loop {
+            rx.clear();
+            self.socket.recv(&mut rx, 0).map_err(|e| internal(&e))?;
+            match parse_dump(&rx, seq, &mut out) {
+                DumpPart::More => {}
+                DumpPart::Done => return Ok(Some(out)),
+                DumpPart::Failed(errno) if errno == nix::libc::ENOENT => return Ok(None),
+                DumpPart::Failed(errno) => {
+                    return Err(internal(&io::Error::from_raw_os_error(errno)));
+                }
+            }
+        }
     }
 
     /// Grows the socket's send buffer when a batch would not fit in it (netlink sends a batch
@@ -837,6 +996,77 @@ mod tests {
         assert_eq!(
             parse_answers(&data),
             [Answer { seq: 5, errno: 0 }, Answer { seq: 6, errno: 17 }]
+        );
+    }
+
+    #[test]
+    fn dumped_elements_are_read_with_their_keys_and_comments() {
+        let seq = 7;
+        let mut buf = Vec::new();
+        // One answer message with two elements, as the kernel sends them (and as we encode
+        // them), then the end of the dump.
+        nlmsg_header(
+            &mut buf,
+            (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM,
+            0x2,
+            seq,
+        );
+        nfgenmsg(&mut buf, NFPROTO_INET, 0);
+        attr_str(&mut buf, NFTA_SET_ELEM_LIST_TABLE, "libnetwork");
+        attr_str(&mut buf, NFTA_SET_ELEM_LIST_SET, "bridges");
+        let list = nest_start(&mut buf, NFTA_SET_ELEM_LIST_ELEMENTS);
+        let tagged = Element {
+            key: Value::new().ifname("br-a"),
+            key_end: None,
+            data: None,
+            comment: Some("lnbr,br-a".into()),
+        };
+        let plain = Element {
+            comment: None,
+            key: Value::new().ifname("br-x"),
+            ..tagged.clone()
+        };
+        encode_element(&mut buf, &tagged, Op::Add);
+        encode_element(&mut buf, &plain, Op::Add);
+        nest_end(&mut buf, list);
+        finish_message(&mut buf, 0);
+        let mut out = Vec::new();
+        assert_eq!(parse_dump(&buf, seq, &mut out), DumpPart::More);
+        assert_eq!(
+            out,
+            [
+                ListedElement {
+                    key: tagged.key.bytes().to_vec(),
+                    comment: Some("lnbr,br-a".into()),
+                },
+                ListedElement {
+                    key: plain.key.bytes().to_vec(),
+                    comment: None,
+                },
+            ]
+        );
+
+        // The end, and answers to another request, which are skipped.
+        let mut done = Vec::new();
+        nlmsg_header(&mut done, NLMSG_DONE, 0x2, seq + 1);
+        done.extend_from_slice(&0i32.to_ne_bytes());
+        finish_message(&mut done, 0);
+        let start = done.len();
+        nlmsg_header(&mut done, NLMSG_DONE, 0x2, seq);
+        done.extend_from_slice(&0i32.to_ne_bytes());
+        finish_message(&mut done, start);
+        assert_eq!(parse_dump(&done, seq, &mut out), DumpPart::Done);
+        assert_eq!(out.len(), 2);
+
+        // A missing table or set.
+        let mut missing = Vec::new();
+        nlmsg_header(&mut missing, NLMSG_ERROR, 0, seq);
+        missing.extend_from_slice(&(-nix::libc::ENOENT).to_ne_bytes());
+        nlmsg_header(&mut missing, 0, 0, seq);
+        finish_message(&mut missing, 0);
+        assert_eq!(
+            parse_dump(&missing, seq, &mut out),
+            DumpPart::Failed(nix::libc::ENOENT)
         );
     }
 }
