@@ -110,13 +110,42 @@ impl NetlinkHandle {
         .map_err(|e| self.err(format_args!("delete address {net} from {}", link.name), e))
     }
 
+    /// Every address of one family in the namespace: `ip -4 address show` or `ip -6 address
+    /// show`. The kernel dumps only that family, which is far less than every address on a
+    /// host with many veths (each has an IPv6 link-local address).
+    ///
+    /// # Errors
+    /// [`Error::Netlink`](crate::Error::Netlink) when the dump fails.
+    pub async fn addresses_of_family(&self, ipv6: bool) -> Result<Vec<Address>> {
+        let mut msg = AddressMessage::default();
+        msg.header.family = if ipv6 {
+            AddressFamily::Inet6
+        } else {
+            AddressFamily::Inet
+        };
+        self.dump_addresses(msg, |a| a.net.addr().is_ipv6() == ipv6)
+            .await
+    }
+
     /// Every address of the namespace, or of one link: `ip address show [dev NAME]`.
     ///
     /// # Errors
     /// [`Error::Netlink`](crate::Error::Netlink) when the dump fails.
     pub async fn addresses(&self, index: Option<u32>) -> Result<Vec<Address>> {
+        self.dump_addresses(AddressMessage::default(), |a| {
+            index.is_none_or(|i| a.index == i)
+        })
+        .await
+    }
+
+    /// The addresses a `RTM_GETADDR` dump of `request` lists, those `keep` accepts.
+    async fn dump_addresses(
+        &self,
+        request: AddressMessage,
+        keep: impl Fn(&Address) -> bool,
+    ) -> Result<Vec<Address>> {
         let answers = self
-            .dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()))
+            .dump(RouteNetlinkMessage::GetAddress(request))
             .await
             .map_err(|e| self.err("list addresses", e))?;
         Ok(answers
@@ -125,7 +154,7 @@ impl NetlinkHandle {
                 RouteNetlinkMessage::NewAddress(a) => Address::from_message(a),
                 _ => None,
             })
-            .filter(|a| index.is_none_or(|i| a.index == i))
+            .filter(|a| keep(a))
             .collect())
     }
 }

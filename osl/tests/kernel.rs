@@ -1103,3 +1103,38 @@ fn bridge_ports_are_listed_with_their_bridge_and_state() {
         },
     );
 }
+
+#[test]
+fn addresses_of_a_family_lists_only_that_family() {
+    kernel_test(
+        "addresses_of_a_family_lists_only_that_family",
+        |host| async move {
+            let nl = host.netlink();
+            let br = nl.create_bridge("fam0").await?;
+            nl.add_address(&br, net("10.12.0.1/24"), false).await?;
+            nl.add_address(&br, net("fd00:12::1/64"), true).await?;
+            let v4 = nl.addresses_of_family(false).await?;
+            let v6 = nl.addresses_of_family(true).await?;
+            ensure!(v4.iter().all(|a| a.net.addr().is_ipv4()), "{v4:?}");
+            ensure!(v6.iter().all(|a| a.net.addr().is_ipv6()), "{v6:?}");
+            ensure!(
+                v4.iter()
+                    .any(|a| a.index == br.index && a.net == net("10.12.0.1/24")),
+                "{v4:?}"
+            );
+            ensure!(
+                v6.iter()
+                    .any(|a| a.index == br.index && a.net == net("fd00:12::1/64")),
+                "{v6:?}"
+            );
+            // Together they are what the unfiltered dump lists.
+            let mut all = nl.addresses(None).await?;
+            let mut both: Vec<_> = v4.into_iter().chain(v6).collect();
+            let key = |a: &libnetwork_osl::Address| (a.index, a.net.to_string());
+            all.sort_by_key(key);
+            both.sort_by_key(key);
+            ensure!(all == both, "{all:?} != {both:?}");
+            Ok(())
+        },
+    );
+}

@@ -121,6 +121,8 @@ impl BridgeDriver {
     /// mappings published again; records of endpoints whose network is gone, veths left by a
     /// crash and port mappings no endpoint owns are removed. A network that cannot be restored
     /// is logged and skipped (its record and its endpoints' records stay for the next start).
+    /// The stored networks' bridges are set up while the firewall starts; if the driver then
+    /// fails to start (firewall, netlink socket), the bridges made just now are deleted again.
     ///
     /// # Errors
     /// [`Error::Kernel`] when forwarding cannot be enabled, [`Error::Firewall`] when the
@@ -134,14 +136,14 @@ impl BridgeDriver {
             port_mapper,
         } = options;
         let persistence = Persistence::new(store);
-        // What the restore reads (records, the host's bridge ports and addresses) is read
-        // while forwarding and the firewall are set up.
+        // What the restore reads (records, the host's bridge ports and IPv4 addresses) is read,
+        // and the stored networks' bridges set up, while forwarding and the firewall are set up.
         let setting_up = async {
             if config.enable_ip_forwarding {
                 setup::enable_ip_forwarding(&host).await?;
             }
             match (config.enable_iptables, firewall) {
-                (false, _) => Ok(None),
+                (false, _) => Ok::<_, Error>(None),
                 (true, Some(fw)) => Ok(Some(fw)),
                 (true, None) => {
                     let fw_config = FirewallConfig {
@@ -158,9 +160,23 @@ impl BridgeDriver {
                 }
             }
         };
-        let (to_restore, firewall) =
-            tokio::join!(RestoreState::read(&host, &persistence), setting_up);
-        let firewall = firewall?;
+        let reading = async {
+            let mut state = RestoreState::read(&host, &persistence).await?;
+            state.setup_bridges(&host, config).await;
+            Ok::<_, Error>(state)
+        };
+        let (to_restore, firewall) = tokio::join!(reading, setting_up);
+        let firewall = match firewall {
+            Ok(firewall) => firewall,
+            Err(e) => {
+                // Nothing is restored: the bridges made just now go again.
+                let undo = match to_restore {
+                    Ok(state) => state.undo_bridges(&host).await,
+                    Err(_) => Vec::new(),
+                };
+                return Err(e.with_undo(undo));
+            }
+        };
         let to_restore = to_restore?;
         let ports = port_mapper.unwrap_or_else(|| {
             let pm_config = PortMapperConfig {
@@ -169,7 +185,13 @@ impl BridgeDriver {
             };
             Arc::new(PortMapper::new(pm_config, firewall.clone()))
         });
-        let links = HostLinks::open(&host).await?;
+        let links = match HostLinks::open(&host).await {
+            Ok(links) => links,
+            Err(e) => {
+                let undo = to_restore.undo_bridges(&host).await;
+                return Err(e.with_undo(undo));
+            }
+        };
         let unpublisher = Unpublisher::start(Arc::clone(&ports));
         let driver = Self {
             inner: Arc::new(Inner {
@@ -942,24 +964,25 @@ impl Inner {
         // Veths retired by an earlier process but not yet deleted.
         self.links.kick();
         let RestoreState {
-            networks,
+            bridges,
             endpoints,
             snapshot,
             started,
         } = state;
-        if networks.is_empty() && endpoints.is_empty() {
+        if bridges.is_empty() && endpoints.is_empty() {
             return;
         }
-        let snapshot = Arc::new(snapshot);
-        let stored: HashSet<String> = networks.iter().map(|n| n.config.id.clone()).collect();
+        let stored: HashSet<String> = bridges.iter().map(|(cfg, _)| cfg.id.clone()).collect();
         // Networks are independent of each other: restored concurrently.
         let mut restoring = tokio::task::JoinSet::new();
-        for record in networks {
+        for (cfg, bridge) in bridges {
             let inner = Arc::clone(self);
-            let snapshot = Arc::clone(&snapshot);
             restoring.spawn(async move {
-                let id = record.config.id.clone();
-                let restored = inner.restore_network(record.config, &snapshot).await;
+                let id = cfg.id.clone();
+                let restored = match bridge {
+                    Ok(bridge) => inner.restore_network(cfg, bridge).await,
+                    Err(e) => Err(e),
+                };
                 (id, restored)
             });
         }
@@ -1005,13 +1028,12 @@ impl Inner {
         );
     }
 
+    /// Installs the firewall rules of a network whose bridge the restore has set up.
     async fn restore_network(
         &self,
         cfg: NetworkConfig,
-        snapshot: &setup::HostSnapshot,
+        bridge: setup::BridgeSetup,
     ) -> Result<Network> {
-        let bridge =
-            setup::setup_bridge_with(&self.host, &cfg, &self.config, Some(snapshot)).await?;
         if let Err(e) = self.add_firewall_rules(&cfg).await {
             // A bridge made just now is undone; a reused one stays as it was.
             let undo = bridge.undo.run(&self.host).await;
@@ -1186,12 +1208,15 @@ impl Inner {
 }
 
 /// What a restore reads before it changes anything: the stored networks and endpoints, and
-/// what the host has (bridge ports and addresses, read once for every network and endpoint).
+/// what the host has (bridge ports and addresses, read once for every network and endpoint);
+/// then the stored networks' bridges, set up while the firewall starts.
 #[derive(Debug)]
 struct RestoreState {
-    networks: Vec<NetworkRecord>,
+    /// The stored networks, each with its bridge once [`RestoreState::setup_bridges`] ran
+    /// (until then, an error).
+    bridges: Vec<(NetworkConfig, Result<setup::BridgeSetup>)>,
     endpoints: Vec<EndpointRecord>,
-    snapshot: setup::HostSnapshot,
+    snapshot: Arc<setup::HostSnapshot>,
     /// When the restore began.
     started: Instant,
 }
@@ -1217,11 +1242,50 @@ impl RestoreState {
             "restore: records and host state read"
         );
         Ok(Self {
-            networks,
+            bridges: networks
+                .into_iter()
+                .map(|n| (n.config, Err(Error::Task("set up bridge: not run".into()))))
+                .collect(),
             endpoints,
-            snapshot,
+            snapshot: Arc::new(snapshot),
             started,
         })
+    }
+
+    /// Undoes the bridge setups (a bridge made now is deleted; a reused one stays as it
+    /// was), when the driver does not start after all. Returns the failures.
+    async fn undo_bridges(self, host: &Host) -> Vec<Error> {
+        let mut failures = Vec::new();
+        for (_, bridge) in self.bridges {
+            if let Ok(bridge) = bridge {
+                failures.extend(bridge.undo.run(host).await);
+            }
+        }
+        failures
+    }
+
+    /// Sets up the bridge of every stored network (created again if missing, reused
+    /// otherwise), concurrently: they need nothing of the firewall. A bridge whose setup
+    /// fails keeps its error, and its network is not restored.
+    async fn setup_bridges(&mut self, host: &Host, config: DriverConfig) {
+        let mut setting_up = tokio::task::JoinSet::new();
+        for (i, (cfg, _)) in self.bridges.iter().enumerate() {
+            let (host, cfg, snapshot) = (host.clone(), cfg.clone(), Arc::clone(&self.snapshot));
+            setting_up.spawn(async move {
+                let bridge = setup::setup_bridge_with(&host, &cfg, &config, Some(&snapshot)).await;
+                (i, bridge)
+            });
+        }
+        while let Some(done) = setting_up.join_next().await {
+            match done {
+                Ok((i, bridge)) => self.bridges[i].1 = bridge,
+                Err(e) => warn!(error = %e, "bridge setup did not finish"),
+            }
+        }
+        debug!(
+            elapsed_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+            "restore: bridges set up"
+        );
     }
 }
 

@@ -82,35 +82,77 @@ pub(crate) async fn setup_bridge(
 }
 
 /// What a restore reads of the host once, instead of once per network or endpoint: the ports
-/// of every bridge (by name) and the addresses of every link (by index). A part that could not
-/// be read is `None`; it is then looked up per bridge or endpoint.
+/// of every bridge (by name) and the IPv4 addresses of every link (by index); the IPv6
+/// addresses are read at the first IPv6 network that needs them (every veth has an IPv6
+/// link-local address, so that dump is by far the larger). A part that could not be read is
+/// `None`; it is then looked up per bridge or endpoint.
 #[derive(Debug, Default)]
 pub(crate) struct HostSnapshot {
     pub(crate) ports: Option<HashMap<String, Link>>,
-    pub(crate) addresses: Option<HashMap<u32, Vec<Address>>>,
+    pub(crate) addresses_v4: Option<AddressesByLink>,
+    addresses_v6: tokio::sync::OnceCell<Option<AddressesByLink>>,
+}
+
+/// Addresses by link index.
+pub(crate) type AddressesByLink = HashMap<u32, Vec<Address>>;
+
+fn by_link(all: Vec<Address>) -> AddressesByLink {
+    let mut by_link: AddressesByLink = HashMap::new();
+    for a in all {
+        by_link.entry(a.index).or_default().push(a);
+    }
+    by_link
 }
 
 impl HostSnapshot {
-    /// Reads the host's bridge ports and addresses (two dumps). A dump that fails is logged
-    /// and left out.
+    /// Reads the host's bridge ports and IPv4 addresses (two dumps). A dump that fails is
+    /// logged and left out.
     pub(crate) async fn read(host: &Host) -> Self {
         let nl = host.netlink();
-        let (ports, addresses) = tokio::join!(nl.bridge_ports(), nl.addresses(None));
+        let (ports, addresses) = tokio::join!(nl.bridge_ports(), nl.addresses_of_family(false));
         let ports = ports
             .inspect_err(|e| warn!(error = %e, "bridge ports not listed; looked up one by one"))
             .ok()
             .map(|ports| ports.into_iter().map(|l| (l.name.clone(), l)).collect());
-        let addresses = addresses
+        let addresses_v4 = addresses
             .inspect_err(|e| warn!(error = %e, "host addresses not listed; listed per bridge"))
             .ok()
-            .map(|all| {
-                let mut by_link: HashMap<u32, Vec<Address>> = HashMap::new();
-                for a in all {
-                    by_link.entry(a.index).or_default().push(a);
-                }
-                by_link
-            });
-        Self { ports, addresses }
+            .map(by_link);
+        Self {
+            ports,
+            addresses_v4,
+            addresses_v6: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The addresses of the link `index` as far as a network needs them (IPv4, and IPv6 when
+    /// `ipv6`), `None` when they were not read. The IPv6 addresses of the host are dumped once,
+    /// at the first call that asks for them.
+    async fn addresses(&self, host: &Host, index: u32, ipv6: bool) -> Option<Vec<Address>> {
+        let mut out = self
+            .addresses_v4
+            .as_ref()?
+            .get(&index)
+            .cloned()
+            .unwrap_or_default();
+        if ipv6 {
+            let v6 = self
+                .addresses_v6
+                .get_or_init(|| async {
+                    host.netlink()
+                        .addresses_of_family(true)
+                        .await
+                        .inspect_err(|e| {
+                            warn!(error = %e, "host IPv6 addresses not listed; listed per bridge");
+                        })
+                        .ok()
+                        .map(by_link)
+                })
+                .await
+                .as_ref()?;
+            out.extend(v6.get(&index).cloned().unwrap_or_default());
+        }
+        Some(out)
     }
 }
 
@@ -204,10 +246,10 @@ async fn setup_steps(
         .map_err(|e| Error::kernel(op("set sysctls"), e))?;
 
     // 4. IPv4: the gateway address, replacing any other IPv4 address.
-    let known = snapshot
-        .and_then(|s| s.addresses.as_ref())
-        .filter(|_| reused)
-        .map(|by_link| by_link.get(&link.index).cloned().unwrap_or_default());
+    let known = match snapshot.filter(|_| reused) {
+        Some(s) => s.addresses(host, link.index, cfg.enable_ipv6).await,
+        None => None,
+    };
     let existing = match known {
         Some(addresses) => addresses,
         None => nl

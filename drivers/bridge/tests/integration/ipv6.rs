@@ -81,3 +81,40 @@ async fn ipv6_subnets_smaller_than_80_bits_cannot_derive_addresses(fw: Fw) -> Re
 }
 
 kernel_tests!(ipv6_subnets_smaller_than_80_bits_cannot_derive_addresses: without_firewall);
+
+/// The restore reads the host's IPv6 addresses only for IPv6 networks: a restarted driver
+/// finds the IPv6 bridge's addresses (and adds none twice) next to an IPv4-only network.
+async fn restarted_driver_keeps_the_addresses_of_an_ipv6_bridge(fw: Fw) -> Result<()> {
+    let bed = Bed::new(fw).await?;
+    {
+        let driver = bed.driver().await?;
+        driver
+            .create_network(&with_ipv6(
+                network("net6", "10.10.6.0/24", &[]),
+                "fd00:6::/64",
+            ))
+            .await?;
+        driver
+            .create_network(&network("net4", "10.10.4.0/24", &[]))
+            .await?;
+    }
+    let driver = bed.driver().await?;
+    ensure!(driver.network_config("net6").is_some(), "net6 not restored");
+    ensure!(driver.network_config("net4").is_some(), "net4 not restored");
+    let nl = bed.host.netlink();
+    let bridge = nl.link_by_name("br-net6").await?;
+    let addresses = nl.addresses(Some(bridge.index)).await?;
+    for want in ["fe80::1/64", "fd00:6::1/64", "10.10.6.1/24"] {
+        let count = addresses
+            .iter()
+            .filter(|a| a.net == want.parse().unwrap())
+            .count();
+        ensure!(count == 1, "{want} {count} times: {addresses:?}");
+    }
+    let a = bed.sandbox("container-a").await?;
+    let ea = attach(&driver, "net6", "ep-a", &a, "10.10.6.2/24", &[]).await?;
+    ensure!(ea.join.gateway_ipv6 == Some("fd00:6::1".parse()?));
+    Ok(())
+}
+
+kernel_tests!(restarted_driver_keeps_the_addresses_of_an_ipv6_bridge: without_firewall);

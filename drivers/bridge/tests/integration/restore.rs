@@ -280,3 +280,48 @@ kernel_tests!(
         without_firewall,
     nftables
 );
+
+/// The restore sets the stored networks' bridges up while the firewall starts; when the
+/// firewall then fails, the driver does not start and a bridge it made is gone again.
+async fn a_firewall_that_fails_at_restore_leaves_no_bridge_made(fw: Fw) -> Result<()> {
+    let bed = Bed::new(fw).await?;
+    {
+        let driver = bed.driver().await?;
+        driver
+            .create_network(&network("net1", "10.10.1.0/24", &[]))
+            .await?;
+    }
+    let nl = bed.host.netlink();
+    nl.delete_link(&nl.link_by_name("br-net1").await?).await?;
+    // A table of ours whose `bridges` set has another type: the base batch is refused.
+    sh(
+        "nft",
+        &["add table inet libnetwork; add set inet libnetwork bridges { type ipv4_addr; }"],
+    )?;
+    let config = libnetwork_driver_bridge::DriverConfig {
+        enable_iptables: true,
+        ..bed.config()
+    };
+    let started = libnetwork_driver_bridge::BridgeDriver::new(
+        bed.host.clone(),
+        libnetwork_driver_bridge::BridgeDriverOptions {
+            config,
+            store: Some(std::sync::Arc::clone(&bed.store)),
+            firewall: None,
+            port_mapper: None,
+        },
+    )
+    .await;
+    let Err(e) = started else {
+        anyhow::bail!("the driver started with a broken firewall");
+    };
+    ensure!(e.to_string().contains("firewall"), "{e}");
+    let left = nl.link_by_name("br-net1").await;
+    ensure!(
+        left.as_ref().is_err_and(|e| e.is_not_found()),
+        "bridge left: {left:?}"
+    );
+    Ok(())
+}
+
+kernel_tests!(a_firewall_that_fails_at_restore_leaves_no_bridge_made: without_firewall);
