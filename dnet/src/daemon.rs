@@ -116,6 +116,13 @@ pub fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
 /// When the controller cannot start (no privileges, a store in use) or the socket cannot be
 /// served.
 pub fn run(options: DaemonOptions) -> anyhow::Result<()> {
+    // mimalloc (dnet's allocator) asks for transparent huge pages on its arenas
+    // (`MADV_HUGEPAGE`), so the first allocation of each thread faults in and zeroes a whole
+    // 2 MiB page: with 1000 stored endpoints that zeroing was a tenth of the start. The
+    // daemon's heaps are small; small pages do. Only the daemon turns them off (the setting is
+    // inherited across exec, and the commands `dnet run` starts are not the daemon's
+    // children); a failure only costs time.
+    let _ = nix::sys::prctl::set_thp_disable(true);
     init_logging(options.log_format, &options.log_level)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

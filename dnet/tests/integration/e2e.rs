@@ -484,3 +484,28 @@ fn the_daemon_owns_its_socket_with_mode_0660_and_logs_json_on_request() {
         },
     );
 }
+
+fn thp_enabled(status: &str) -> Option<&str> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("THP_enabled:"))
+        .map(str::trim)
+}
+
+#[test]
+fn the_daemon_runs_without_transparent_huge_pages_and_commands_keep_them() {
+    privileged_test(
+        "the_daemon_runs_without_transparent_huge_pages_and_commands_keep_them",
+        || {
+            let env = Env::new();
+            let daemon = env.start_daemon(&[]);
+            let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid()))
+                .expect("the daemon's status");
+            assert_eq!(thp_enabled(&status), Some("0"), "{status}");
+            // What `dnet run` starts is the user's program: it keeps the machine's setting.
+            let own = std::fs::read_to_string("/proc/self/status").expect("the test's status");
+            let run = env.dnet_ok(&["run", "--", "cat", "/proc/self/status"]);
+            assert_eq!(thp_enabled(&run), thp_enabled(&own), "{run}");
+        },
+    );
+}
