@@ -1,7 +1,9 @@
 //! The nftables backend: everything lives in our own `table inet libnetwork`.
 //!
 //! Every rule is fixed and installed by [`Nft::new`] (and [`Nft::reapply`]) with one
-//! `nft -f -` run. What belongs to a network or a port mapping is an *element* of a set or map
+//! `nft -f -` run, which [`Nft::new`] skips when the table already holds exactly those rules:
+//! the first one carries a digest of the whole base batch in its comment, and the rules of our
+//! chains are counted (a dump over netlink). What belongs to a network or a port mapping is an *element* of a set or map
 //! that those rules consult, so adding or removing a network or a mapping is one nftables
 //! netlink transaction of element additions and deletions (`nftnl`), without a process:
 //!
@@ -71,8 +73,8 @@
 //! happen.
 //!
 //! Every element carries a comment tag (`tag`): the mapping for mapping elements, the whole
-//! network settings for network elements. [`Nft::new`] lists the table (`nft -j`) and reads the
-//! tags back, so a restarted process knows the networks and mappings of an earlier one well
+//! network settings for network elements. [`Nft::new`] reads the elements back over netlink,
+//! with their tags, so a restarted process knows the networks and mappings of an earlier one well
 //! enough to remove (and re-apply) them. Removal deletes elements whether they are still there
 //! or not (add, then delete, in the same transaction: deleting an element that is already gone
 //! would fail the whole transaction), so elements deleted behind our back do not make it fail;
@@ -94,6 +96,9 @@ use crate::{Error, NetworkRules, PortMapping, tag};
 const TABLE: &str = "inet libnetwork";
 /// The table's name, for netlink.
 const TABLE_NAME: &str = "libnetwork";
+
+/// The user's chain, jumped to first from `forward`: created, never flushed.
+const USER_CHAIN: &str = "docker-user";
 
 const BRIDGES: &str = "bridges";
 const SAME: &str = "same";
@@ -197,9 +202,12 @@ impl Nft {
             })
     }
 
-    /// Installs the base structure (one `nft -f -` run) and reads back what an earlier process
-    /// left: the elements of our sets, through the netlink socket (no process). The base batch
-    /// keeps the elements of sets that exist.
+    /// Reads back what an earlier process left (the elements of our sets, and our rules,
+    /// through the netlink socket, without a process) and installs the base structure with
+    /// one `nft -f -` run unless the table already holds it: every set, and exactly the rules
+    /// of our chains, the first one marked with the digest of the base batch (so a table of
+    /// another layout, or whose rules were changed, is refilled). The base batch keeps the
+    /// elements of sets that exist.
     ///
     /// # Errors
     /// [`Error::Unavailable`] when nftables cannot be used here (no `nft`, no netlink socket, or
@@ -214,14 +222,34 @@ impl Nft {
             networks: BTreeMap::new(),
             mappings: HashSet::new(),
         };
-        if let Err(e) = nft.apply_base() {
-            // A host without nftables fails the base batch too: say so as the probe would.
-            if e.kind() != libnetwork_types::ErrorKind::Unavailable {
-                Self::probe()?;
+        let base = Self::base_batch(ipv6);
+        // Reading fails where nf_tables is missing: the base batch then tells why.
+        let loaded = nft.load();
+        let in_place = match &loaded {
+            Ok(true) => nft.base_in_place(&base).unwrap_or_else(|e| {
+                debug!(error = %e, "cannot read the nftables rules, re-installing them");
+                false
+            }),
+            Ok(false) => false,
+            Err(e) => {
+                debug!(error = %e, "cannot read the nftables sets");
+                false
             }
-            return Err(e);
+        };
+        if in_place {
+            debug!("nftables base structure in place");
+        } else {
+            if let Err(e) = nft.apply_base(&base) {
+                // A host without nftables fails the base batch too: say so as the probe would.
+                if e.kind() != libnetwork_types::ErrorKind::Unavailable {
+                    Self::probe()?;
+                }
+                return Err(e);
+            }
+            if loaded.is_err() {
+                nft.load()?;
+            }
         }
-        nft.load()?;
         debug!(
             networks = nft.networks.len(),
             mappings = nft.mappings.len(),
@@ -326,7 +354,8 @@ impl Nft {
     /// Installs the base structure again, then the elements of every network this process
     /// knows the settings of and of every mapping of a known network.
     pub(crate) fn reapply(&mut self) -> Result<(), Error> {
-        self.apply_base()?;
+        let base = Self::base_batch(self.ipv6);
+        self.apply_base(&base)?;
         let mut elements = Vec::new();
         for rules in self.networks.values().flatten() {
             elements.extend(network_elements(rules));
@@ -355,24 +384,39 @@ impl Nft {
             .apply(&batch, "re-install networks and port mappings")
     }
 
-    fn apply_base(&self) -> Result<(), Error> {
+    fn apply_base(&self, base: &BaseBatch) -> Result<(), Error> {
         exec::run(
             "nft",
             &["-f", "-"],
-            Some(&self.base_batch()),
+            Some(&base.script),
             "install the nftables base structure",
         )?;
         Ok(())
     }
 
+    /// Whether our table holds exactly the rules of `base` in our chains (the user's
+    /// `docker-user` chain aside), the first forward rule carrying `base`'s mark.
+    fn base_in_place(&mut self, base: &BaseBatch) -> Result<bool, Error> {
+        let Some(rules) = self.conn.rules(TABLE_NAME)? else {
+            return Ok(false);
+        };
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        let mut marked = false;
+        for rule in rules.iter().filter(|r| r.chain != USER_CHAIN) {
+            *counts.entry(rule.chain.clone()).or_default() += 1;
+            marked |= rule.chain == "forward" && rule.comment.as_deref() == Some(&base.mark);
+        }
+        Ok(marked && counts == base.rules)
+    }
+
     /// The base structure: the table, sets and maps are created if missing (keeping their
     /// elements), every chain but `docker-user` is ours and refilled.
-    fn base_batch(&self) -> String {
+    fn base_batch(ipv6: bool) -> BaseBatch {
         let mut b = vec![format!("add table {TABLE}")];
         for (kind, name, definition) in SETS {
             b.push(format!("add {kind} {TABLE} {name} {{ {definition} }}"));
         }
-        b.push(format!("add chain {TABLE} docker-user"));
+        b.push(format!("add chain {TABLE} {USER_CHAIN}"));
         b.push(format!("add chain {TABLE} published"));
         b.push(format!("flush chain {TABLE} published"));
         let base = [
@@ -415,7 +459,7 @@ impl Nft {
             "output",
             "ip daddr != 127.0.0.0/8 fib daddr type local jump published",
         );
-        if self.ipv6 {
+        if ipv6 {
             rule(
                 "output",
                 "ip6 daddr != ::1 fib daddr type local jump published",
@@ -431,7 +475,7 @@ impl Nft {
             "postrouting",
             "ip saddr . oifname @nets4 oifname != @no-hairpin ct status dnat masquerade",
         );
-        if self.ipv6 {
+        if ipv6 {
             rule(
                 "postrouting",
                 "ip6 saddr . oifname @nets6 oifname != @no-hairpin ct status dnat masquerade",
@@ -446,7 +490,7 @@ impl Nft {
             "postrouting",
             "ip saddr . iifname @nets4 iifname @masq masquerade",
         );
-        if self.ipv6 {
+        if ipv6 {
             rule(
                 "postrouting",
                 "ip6 saddr . iifname @nets6 iifname @masq masquerade",
@@ -455,7 +499,7 @@ impl Nft {
 
         // Published ports: host-specific maps first and, among each, single ports before ranges
         // (so a port mapped on its own wins over a range that covers it).
-        let families: &[(&str, &str, &str, bool)] = if self.ipv6 {
+        let families: &[(&str, &str, &str, bool)] = if ipv6 {
             &[
                 ("ipv4", "ip", "ip daddr", false),
                 ("ipv6", "ip6", "ip6 daddr", true),
@@ -484,15 +528,34 @@ impl Nft {
                 rule("published", &r.join(" "));
             }
         }
-        b.join("\n")
+
+        let mut rules: BTreeMap<String, usize> = BTreeMap::new();
+        let prefix = format!("add rule {TABLE} ");
+        for line in &b {
+            if let Some(chain) = line.strip_prefix(&prefix).and_then(|r| r.split(' ').next()) {
+                *rules.entry(chain.to_string()).or_default() += 1;
+            }
+        }
+        let mark = format!("libnetwork base {:016x}", fnv1a(b.join("\n").as_bytes()));
+        let first = format!("{prefix}forward jump {USER_CHAIN}");
+        if let Some(line) = b.iter_mut().find(|l| **l == first) {
+            line.push_str(&format!(" comment \"{mark}\""));
+        }
+        BaseBatch {
+            script: b.join("\n"),
+            mark,
+            rules,
+        }
     }
 
     /// Reads the elements of our sets: networks (elements of `bridges`, and the settings in
     /// element comments) and port mappings (element comments of the `pub` maps). A set (or
-    /// the table) that does not exist has nothing.
-    fn load(&mut self) -> Result<(), Error> {
+    /// the table) that does not exist has nothing. Returns whether every set exists.
+    fn load(&mut self) -> Result<bool, Error> {
+        let mut every_set = true;
         for (_, set, _) in SETS {
             let Some(elements) = self.conn.set_elements(TABLE_NAME, set)? else {
+                every_set = false;
                 continue;
             };
             for element in elements {
@@ -513,8 +576,24 @@ impl Nft {
                 }
             }
         }
-        Ok(())
+        Ok(every_set)
     }
+}
+
+/// The base structure's `nft -f` script, the mark its first rule carries (a digest of the rest
+/// of the script) and how many rules each of its chains has.
+#[derive(Debug, Clone)]
+struct BaseBatch {
+    script: String,
+    mark: String,
+    rules: BTreeMap<String, usize>,
+}
+
+/// The 64-bit FNV-1a digest: stable across builds and Rust versions, as the base mark must be.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// Groups elements by set, keeping their order within each set.
@@ -821,6 +900,54 @@ mod tests {
             ..rules
         };
         assert_eq!(sets(&plain), [BRIDGES, SAME, NO_HAIRPIN]);
+    }
+
+    #[test]
+    fn the_base_batch_marks_its_first_rule_with_a_digest_of_the_rest() {
+        let v4 = Nft::base_batch(false);
+        let v6 = Nft::base_batch(true);
+        let first = |b: &BaseBatch| {
+            b.script
+                .lines()
+                .find(|l| l.starts_with("add rule inet libnetwork forward"))
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            first(&v4),
+            format!(
+                "add rule inet libnetwork forward jump docker-user comment \"{}\"",
+                v4.mark
+            )
+        );
+        assert!(v4.mark.starts_with("libnetwork base "), "{}", v4.mark);
+        // The same settings give the same mark; other rules another one.
+        assert_eq!(Nft::base_batch(false).mark, v4.mark);
+        assert_ne!(v6.mark, v4.mark);
+        assert_eq!(v4.script.matches(&v4.mark).count(), 1);
+        // Rules are counted per chain; the user's chain has none of ours.
+        let count = |b: &BaseBatch, chain: &str| b.rules.get(chain).copied().unwrap_or(0);
+        assert_eq!(count(&v4, "forward"), 11);
+        assert_eq!(count(&v4, "output"), 1);
+        assert_eq!(count(&v6, "output"), 2);
+        assert_eq!(count(&v4, "published"), 4);
+        assert_eq!(count(&v6, "published"), 8);
+        assert_eq!(count(&v4, USER_CHAIN), 0);
+        let total: usize = v6.rules.values().sum();
+        assert_eq!(
+            v6.script
+                .lines()
+                .filter(|l| l.starts_with("add rule"))
+                .count(),
+            total
+        );
+    }
+
+    #[test]
+    fn the_digest_is_fnv1a() {
+        // Reference values of 64-bit FNV-1a.
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
     }
 
     #[test]

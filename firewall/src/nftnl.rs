@@ -43,9 +43,15 @@ mod consts {
     pub(super) const NFPROTO_UNSPEC: u8 = 0;
     pub(super) const NFPROTO_INET: u8 = 1;
 
+    pub(super) const NFT_MSG_NEWRULE: u16 = 6;
+    pub(super) const NFT_MSG_GETRULE: u16 = 7;
     pub(super) const NFT_MSG_NEWSETELEM: u16 = 12;
     pub(super) const NFT_MSG_GETSETELEM: u16 = 13;
     pub(super) const NFT_MSG_DELSETELEM: u16 = 14;
+
+    pub(super) const NFTA_RULE_TABLE: u16 = 1;
+    pub(super) const NFTA_RULE_CHAIN: u16 = 2;
+    pub(super) const NFTA_RULE_USERDATA: u16 = 7;
 
     pub(super) const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
     pub(super) const NFTA_SET_ELEM_LIST_SET: u16 = 2;
@@ -57,7 +63,8 @@ mod consts {
     pub(super) const NFTA_SET_ELEM_KEY_END: u16 = 10;
     pub(super) const NFTA_DATA_VALUE: u16 = 1;
 
-    /// `NFTNL_UDATA_SET_ELEM_COMMENT`, the user-data TLV type of an element comment.
+    /// `NFTNL_UDATA_SET_ELEM_COMMENT` (and `NFTNL_UDATA_RULE_COMMENT`), the user-data TLV type
+    /// of an element's (a rule's) comment.
     pub(super) const UDATA_SET_ELEM_COMMENT: u8 = 0;
 }
 use consts::*;
@@ -485,9 +492,9 @@ fn udata_comment(mut udata: &[u8]) -> Option<String> {
     None
 }
 
-/// Reads the answers to the dump with sequence number `seq` in a datagram, adding the
-/// elements to `out`.
-fn parse_dump(mut data: &[u8], seq: u32, out: &mut Vec<ListedElement>) -> DumpPart {
+/// Reads the answers to the dump with sequence number `seq` in a datagram: the attributes
+/// (after the nfgenmsg header) of every answer message of type `kind` are added to `out`.
+fn parse_dump(mut data: &[u8], seq: u32, kind: u16, out: &mut Vec<Vec<u8>>) -> DumpPart {
     let mut part = DumpPart::More;
     while data.len() >= NLMSG_HDRLEN {
         let word =
@@ -496,10 +503,9 @@ fn parse_dump(mut data: &[u8], seq: u32, out: &mut Vec<ListedElement>) -> DumpPa
         if len < NLMSG_HDRLEN || len > data.len() {
             break;
         }
-        let kind = u16::from_ne_bytes([data[4], data[5]]);
-        let message = &data[..len];
+        let message_kind = u16::from_ne_bytes([data[4], data[5]]);
         if word(8) == seq {
-            match kind {
+            match message_kind {
                 NLMSG_DONE => part = DumpPart::Done,
                 NLMSG_ERROR if len >= NLMSG_HDRLEN + 4 => {
                     let errno = -i32::from_ne_bytes([data[16], data[17], data[18], data[19]]);
@@ -509,35 +515,8 @@ fn parse_dump(mut data: &[u8], seq: u32, out: &mut Vec<ListedElement>) -> DumpPa
                         DumpPart::Failed(errno)
                     };
                 }
-                k if k == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM
-                    && len >= NLMSG_HDRLEN + 4 =>
-                {
-                    for (t, list) in parse_attrs(&message[NLMSG_HDRLEN + 4..]) {
-                        if t != NFTA_SET_ELEM_LIST_ELEMENTS {
-                            continue;
-                        }
-                        for (_, element) in parse_attrs(list) {
-                            let mut listed = ListedElement {
-                                key: Vec::new(),
-                                comment: None,
-                            };
-                            for (t, value) in parse_attrs(element) {
-                                match t {
-                                    NFTA_SET_ELEM_KEY => {
-                                        if let Some((_, key)) = parse_attrs(value)
-                                            .into_iter()
-                                            .find(|(t, _)| *t == NFTA_DATA_VALUE)
-                                        {
-                                            listed.key = key.to_vec();
-                                        }
-                                    }
-                                    NFTA_SET_ELEM_USERDATA => listed.comment = udata_comment(value),
-                                    _ => {}
-                                }
-                            }
-                            out.push(listed);
-                        }
-                    }
+                k if k == kind && len >= NLMSG_HDRLEN + 4 => {
+                    out.push(data[NLMSG_HDRLEN + 4..len].to_vec());
                 }
                 _ => {}
             }
@@ -546,6 +525,66 @@ fn parse_dump(mut data: &[u8], seq: u32, out: &mut Vec<ListedElement>) -> DumpPa
         data = &data[aligned.min(data.len())..];
     }
     part
+}
+
+/// The elements in the attributes of a `NFT_MSG_NEWSETELEM` answer message.
+fn listed_elements(attrs: &[u8], out: &mut Vec<ListedElement>) {
+    for (t, list) in parse_attrs(attrs) {
+        if t != NFTA_SET_ELEM_LIST_ELEMENTS {
+            continue;
+        }
+        for (_, element) in parse_attrs(list) {
+            let mut listed = ListedElement {
+                key: Vec::new(),
+                comment: None,
+            };
+            for (t, value) in parse_attrs(element) {
+                match t {
+                    NFTA_SET_ELEM_KEY => {
+                        if let Some((_, key)) = parse_attrs(value)
+                            .into_iter()
+                            .find(|(t, _)| *t == NFTA_DATA_VALUE)
+                        {
+                            listed.key = key.to_vec();
+                        }
+                    }
+                    NFTA_SET_ELEM_USERDATA => listed.comment = udata_comment(value),
+                    _ => {}
+                }
+            }
+            out.push(listed);
+        }
+    }
+}
+
+/// A rule read back from the kernel: its table, its chain and its comment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ListedRule {
+    pub(crate) table: String,
+    pub(crate) chain: String,
+    pub(crate) comment: Option<String>,
+}
+
+/// The rule in the attributes of a `NFT_MSG_NEWRULE` answer message.
+fn listed_rule(attrs: &[u8]) -> ListedRule {
+    let text = |value: &[u8]| {
+        let text = value.split(|b| *b == 0).next().unwrap_or_default();
+        String::from_utf8_lossy(text).into_owned()
+    };
+    let mut rule = ListedRule {
+        table: String::new(),
+        chain: String::new(),
+        comment: None,
+    };
+    for (t, value) in parse_attrs(attrs) {
+        match t {
+            NFTA_RULE_TABLE => rule.table = text(value),
+            NFTA_RULE_CHAIN => rule.chain = text(value),
+            NFTA_RULE_USERDATA => rule.comment = udata_comment(value),
+            _ => {}
+        }
+    }
+    rule
 }
 
 /// A netlink socket for nf_tables batches, in the network namespace of the thread that opened
@@ -685,20 +724,70 @@ impl Conn {
         table: &str,
         set: &str,
     ) -> Result<Option<Vec<ListedElement>>, Error> {
-        let internal =
-            |e: &dyn fmt::Display| Error::Internal(format!("list the elements of set {set}: {e}"));
+        let messages = self.dump(
+            NFT_MSG_GETSETELEM,
+            NFT_MSG_NEWSETELEM,
+            &[
+                (NFTA_SET_ELEM_LIST_TABLE, table),
+                (NFTA_SET_ELEM_LIST_SET, set),
+            ],
+            &format!("list the elements of set {set}"),
+        )?;
+        Ok(messages.map(|messages| {
+            let mut out = Vec::new();
+            for attrs in &messages {
+                listed_elements(attrs, &mut out);
+            }
+            out
+        }))
+    }
+
+    /// The rules of the inet table `table`, each with its chain and comment (a dump request).
+    /// `None` when the table does not exist.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] when the socket fails or the kernel refuses the dump.
+    pub(crate) fn rules(&mut self, table: &str) -> Result<Option<Vec<ListedRule>>, Error> {
+        let messages = self.dump(
+            NFT_MSG_GETRULE,
+            NFT_MSG_NEWRULE,
+            &[(NFTA_RULE_TABLE, table)],
+            &format!("list the rules of table {table}"),
+        )?;
+        Ok(messages.map(|messages| {
+            messages
+                .iter()
+                .map(|attrs| listed_rule(attrs))
+                // Kernels that do not filter dumps by table answer with every rule.
+                .filter(|rule| rule.table == table)
+                .collect()
+        }))
+    }
+
+    /// Sends a dump request of type `request` for the inet family with string attributes
+    /// `attrs`, and returns the attributes of every answer message of type `answer`. `None`
+    /// when the kernel answers that what was asked for does not exist (`ENOENT`).
+    fn dump(
+        &mut self,
+        request: u16,
+        answer: u16,
+        attrs: &[(u16, &str)],
+        what: &str,
+    ) -> Result<Option<Vec<Vec<u8>>>, Error> {
+        let internal = |e: &dyn fmt::Display| Error::Internal(format!("{what}: {e}"));
         let seq = self.seq;
         self.seq = self.seq.wrapping_add(1);
         let mut buf = Vec::with_capacity(64);
         nlmsg_header(
             &mut buf,
-            (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM,
+            (NFNL_SUBSYS_NFTABLES << 8) | request,
             NLM_F_REQUEST | NLM_F_DUMP,
             seq,
         );
         nfgenmsg(&mut buf, NFPROTO_INET, 0);
-        attr_str(&mut buf, NFTA_SET_ELEM_LIST_TABLE, table);
-        attr_str(&mut buf, NFTA_SET_ELEM_LIST_SET, set);
+        for (kind, value) in attrs {
+            attr_str(&mut buf, *kind, value);
+        }
         finish_message(&mut buf, 0);
         self.socket
             .send_to(&buf, &SocketAddr::new(0, 0), 0)
@@ -708,7 +797,7 @@ impl Conn {
         loop {
             rx.clear();
             self.socket.recv(&mut rx, 0).map_err(|e| internal(&e))?;
-            match parse_dump(&rx, seq, &mut out) {
+            match parse_dump(&rx, seq, (NFNL_SUBSYS_NFTABLES << 8) | answer, &mut out) {
                 DumpPart::More => {}
                 DumpPart::Done => return Ok(Some(out)),
                 DumpPart::Failed(errno) if errno == nix::libc::ENOENT => return Ok(None),
@@ -999,19 +1088,20 @@ mod tests {
         );
     }
 
+    /// The headers of a multi-part answer of type `kind` to the dump `seq`, as the kernel
+    /// sends them.
+    fn answer_header(buf: &mut Vec<u8>, kind: u16, seq: u32) {
+        nlmsg_header(buf, (NFNL_SUBSYS_NFTABLES << 8) | kind, 0x2, seq);
+        nfgenmsg(buf, NFPROTO_INET, 0);
+    }
+
     #[test]
     fn dumped_elements_are_read_with_their_keys_and_comments() {
         let seq = 7;
         let mut buf = Vec::new();
         // One answer message with two elements, as the kernel sends them (and as we encode
         // them), then the end of the dump.
-        nlmsg_header(
-            &mut buf,
-            (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM,
-            0x2,
-            seq,
-        );
-        nfgenmsg(&mut buf, NFPROTO_INET, 0);
+        answer_header(&mut buf, NFT_MSG_NEWSETELEM, seq);
         attr_str(&mut buf, NFTA_SET_ELEM_LIST_TABLE, "libnetwork");
         attr_str(&mut buf, NFTA_SET_ELEM_LIST_SET, "bridges");
         let list = nest_start(&mut buf, NFTA_SET_ELEM_LIST_ELEMENTS);
@@ -1030,10 +1120,15 @@ mod tests {
         encode_element(&mut buf, &plain, Op::Add);
         nest_end(&mut buf, list);
         finish_message(&mut buf, 0);
+        let kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM;
         let mut out = Vec::new();
-        assert_eq!(parse_dump(&buf, seq, &mut out), DumpPart::More);
+        assert_eq!(parse_dump(&buf, seq, kind, &mut out), DumpPart::More);
+        let mut elements = Vec::new();
+        for attrs in &out {
+            listed_elements(attrs, &mut elements);
+        }
         assert_eq!(
-            out,
+            elements,
             [
                 ListedElement {
                     key: tagged.key.bytes().to_vec(),
@@ -1055,8 +1150,8 @@ mod tests {
         nlmsg_header(&mut done, NLMSG_DONE, 0x2, seq);
         done.extend_from_slice(&0i32.to_ne_bytes());
         finish_message(&mut done, start);
-        assert_eq!(parse_dump(&done, seq, &mut out), DumpPart::Done);
-        assert_eq!(out.len(), 2);
+        assert_eq!(parse_dump(&done, seq, kind, &mut out), DumpPart::Done);
+        assert_eq!(out.len(), 1);
 
         // A missing table or set.
         let mut missing = Vec::new();
@@ -1065,8 +1160,48 @@ mod tests {
         nlmsg_header(&mut missing, 0, 0, seq);
         finish_message(&mut missing, 0);
         assert_eq!(
-            parse_dump(&missing, seq, &mut out),
+            parse_dump(&missing, seq, kind, &mut out),
             DumpPart::Failed(nix::libc::ENOENT)
+        );
+    }
+
+    #[test]
+    fn dumped_rules_are_read_with_their_chain_and_comment() {
+        let seq = 9;
+        let mut buf = Vec::new();
+        answer_header(&mut buf, NFT_MSG_NEWRULE, seq);
+        attr_str(&mut buf, NFTA_RULE_TABLE, "libnetwork");
+        attr_str(&mut buf, NFTA_RULE_CHAIN, "forward");
+        // An expression list, which is skipped, then the comment as nft writes it.
+        let exprs = nest_start(&mut buf, 4);
+        attr(&mut buf, 1, &[0; 8]);
+        nest_end(&mut buf, exprs);
+        attr(&mut buf, NFTA_RULE_USERDATA, b"\x00\x06mark 1\x00");
+        finish_message(&mut buf, 0);
+        let start = buf.len();
+        answer_header(&mut buf, NFT_MSG_NEWRULE, seq);
+        attr_str(&mut buf, NFTA_RULE_TABLE, "libnetwork");
+        attr_str(&mut buf, NFTA_RULE_CHAIN, "output");
+        finish_message(&mut buf, start);
+
+        let mut out = Vec::new();
+        let kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE;
+        assert_eq!(parse_dump(&buf, seq, kind, &mut out), DumpPart::More);
+        let rules: Vec<ListedRule> = out.iter().map(|attrs| listed_rule(attrs)).collect();
+        assert_eq!(
+            rules,
+            [
+                ListedRule {
+                    table: "libnetwork".into(),
+                    chain: "forward".into(),
+                    comment: Some("mark 1".into()),
+                },
+                ListedRule {
+                    table: "libnetwork".into(),
+                    chain: "output".into(),
+                    comment: None,
+                },
+            ]
         );
     }
 }

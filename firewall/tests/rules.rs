@@ -156,9 +156,9 @@ fn the_user_chain_survives_restarts_and_changes(backend: BackendChoice) {
             let first_rule = forward
                 .lines()
                 .find(|l| l.contains("jump") || l.contains("vmap"));
-            assert_eq!(
-                first_rule.map(str::trim),
-                Some("jump docker-user"),
+            // The first rule may carry the base batch's mark as its comment.
+            assert!(
+                first_rule.is_some_and(|r| r.trim().starts_with("jump docker-user")),
                 "{forward}"
             );
         }

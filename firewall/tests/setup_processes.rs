@@ -1,6 +1,7 @@
 //! What `Firewall::new` runs with nftables: the base batch only (no probe, no listing: what an
-//! earlier process installed is read back through netlink); and a host where `nft` fails is
-//! still told apart (`Unavailable`) from a refused batch.
+//! earlier process installed is read back through netlink), and nothing at all when the table
+//! already holds the base rules; and a host where `nft` fails is still told apart
+//! (`Unavailable`) from a refused batch.
 //!
 //! As in `no_process.rs`, PATH is the process's, so each test runs its body in a child: it
 //! re-runs its own binary, filtered to the test, with a wrapper's directory first on PATH.
@@ -61,10 +62,10 @@ fn in_child_with_wrapper(name: &str, broken: bool) -> String {
     std::fs::read_to_string(&runs).unwrap_or_default()
 }
 
-const SETS_UP: &str = "setting_up_runs_only_the_base_batch";
+const SETS_UP: &str = "setting_up_runs_the_base_batch_only_when_the_table_lacks_it";
 
 #[test]
-fn setting_up_runs_only_the_base_batch() {
+fn setting_up_runs_the_base_batch_only_when_the_table_lacks_it() {
     if !libnetwork_testutil::privileged(SETS_UP) {
         return;
     }
@@ -73,8 +74,25 @@ fn setting_up_runs_only_the_base_batch() {
         return;
     }
     let runs = in_child_with_wrapper(SETS_UP, false);
-    // Two starts, one base batch each.
-    assert_eq!(runs.lines().collect::<Vec<_>>(), ["-f -", "-f -"], "{runs}");
+    // The first start installs the base; the second finds it; after a rule of ours is gone,
+    // and with IPv6 rules asked for, the base is installed again.
+    assert_eq!(
+        runs.lines().collect::<Vec<_>>(),
+        [
+            "-f -",
+            "flush chain inet libnetwork postrouting",
+            "-f -",
+            "-f -",
+            "list chain inet libnetwork postrouting",
+        ],
+        "{runs}"
+    );
+}
+
+fn nft(args: &[&str]) -> String {
+    let out = Command::new("nft").args(args).output().unwrap();
+    assert!(out.status.success(), "nft {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// In the child: a first start on a host without our table, then a second one that finds
@@ -92,15 +110,32 @@ fn two_starts() {
         .unwrap();
     drop(fw);
 
-    let again = Firewall::new(config).unwrap();
+    let again = Firewall::new(config.clone()).unwrap();
     assert_eq!(again.backend(), Backend::Nftables);
     assert_eq!(again.port_mappings(), vec![mapping]);
     // The network is known: a mapping on its bridge is accepted.
     again
         .add_port_mappings(&[tcp_mapping("br-s", 8081..=8081, "172.31.1.2", 81)])
         .unwrap();
-    again.remove_network("br-s").unwrap();
-    assert!(again.port_mappings().is_empty());
+    drop(again);
+
+    // A rule of ours removed behind our back: the base batch runs again, the elements stay.
+    nft(&["flush", "chain", "inet", "libnetwork", "postrouting"]);
+    let repaired = Firewall::new(config.clone()).unwrap();
+    assert_eq!(repaired.port_mappings().len(), 2);
+    drop(repaired);
+
+    // Other settings, other rules: the base batch runs again.
+    let v4_only = Firewall::new(FirewallConfig {
+        ipv6: false,
+        ..config
+    })
+    .unwrap();
+    let postrouting = nft(&["list", "chain", "inet", "libnetwork", "postrouting"]);
+    assert!(!postrouting.contains("ip6 saddr"), "{postrouting}");
+    assert!(postrouting.contains("masquerade"), "{postrouting}");
+    v4_only.remove_network("br-s").unwrap();
+    assert!(v4_only.port_mappings().is_empty());
 }
 
 const BROKEN: &str = "a_failing_nft_makes_nftables_unavailable";
