@@ -111,6 +111,21 @@ impl Host {
         })
     }
 
+    /// Every link enslaved to a bridge in the host's namespace, as
+    /// [`NetlinkHandle::bridge_ports`] lists them, read on a socket of its own by a reader that
+    /// decodes only what a [`Link`](crate::Link) holds: for a restore on a host with many
+    /// veths, where decoding every attribute costs more than the kernel's work.
+    ///
+    /// # Errors
+    /// [`Error::Netlink`](crate::Error::Netlink) when the dump fails, [`Error::Os`](crate::Error::Os)
+    /// when the namespace cannot be entered.
+    pub async fn bridge_ports(&self) -> Result<Vec<crate::Link>> {
+        self.netns
+            .run_in(crate::portdump::bridge_ports)
+            .await?
+            .map_err(|e| self.netlink.err("list bridge ports", e))
+    }
+
     /// The run directory.
     pub fn run_dir(&self) -> &Path {
         &self.run_dir

@@ -20,6 +20,7 @@
 //!   their creation request), created in this namespace or born inside another one.
 //! - [`sysctl`]: `net.*` sysctls of a namespace.
 //! - [`host`]: [`Host`], the caller's namespace and the run directory.
+//! - `portdump`: a lean reader of the bridge ports of a namespace ([`Host::bridge_ports`]).
 //! - [`sandbox`]: [`Sandbox`] and its options.
 //!
 //! # Design decisions
@@ -58,6 +59,7 @@ pub mod link;
 pub mod link_kinds;
 pub mod neigh;
 pub mod netns;
+mod portdump;
 pub mod route;
 pub mod sandbox;
 pub mod sysctl;

@@ -1099,6 +1099,15 @@ fn bridge_ports_are_listed_with_their_bridge_and_state() {
                 "{ports:?}"
             );
             ensure!(ports.iter().all(|p| p.index != 0 && p.kind.is_none()));
+
+            // The host's lean reader lists the same ports, with the same details.
+            let mut lean = host.bridge_ports().await?;
+            lean.sort_by(|a, b| a.name.cmp(&b.name));
+            ensure!(lean == ports, "{lean:?} != {ports:?}");
+            ensure!(
+                lean.iter().all(|p| p.mac.is_some() && p.mtu > 0),
+                "{lean:?}"
+            );
             Ok(())
         },
     );

@@ -109,7 +109,7 @@ impl HostSnapshot {
     /// logged and left out.
     pub(crate) async fn read(host: &Host) -> Self {
         let nl = host.netlink();
-        let (ports, addresses) = tokio::join!(nl.bridge_ports(), nl.addresses_of_family(false));
+        let (ports, addresses) = tokio::join!(host.bridge_ports(), nl.addresses_of_family(false));
         let ports = ports
             .inspect_err(|e| warn!(error = %e, "bridge ports not listed; looked up one by one"))
             .ok()
