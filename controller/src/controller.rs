@@ -211,7 +211,8 @@ impl Controller {
         };
         // IPAM: automatic local pools avoid the host's link-scope routes.
         let start_ipam = async {
-            let host_routes = host_link_routes(&host).await;
+            let v6 = has_ipv6_pool(config.default_address_pools.as_deref());
+            let host_routes = host_link_routes(&host, v6).await;
             let ipam_config = IpamConfig {
                 local_store: Some(local_store.clone()),
                 global_store: global_store.clone(),
@@ -915,10 +916,25 @@ async fn load_stored_plugins(
     }
 }
 
-/// The host's link-scope routes (their destinations), which automatic local pools avoid.
-async fn host_link_routes(host: &Host) -> Vec<ipnet::IpNet> {
+/// Whether the local default pools (libnetwork's when not configured, all IPv4) hold an IPv6
+/// network.
+fn has_ipv6_pool(pools: Option<&[libnetwork_ipam::NetworkToSplit]>) -> bool {
+    pools.is_some_and(|pools| {
+        pools.iter().any(|p| {
+            p.base
+                .parse::<ipnet::IpNet>()
+                .is_ok_and(|n| n.addr().is_ipv6())
+        })
+    })
+}
+
+/// The host's link-scope routes (their destinations), which automatic local pools avoid: IPv4
+/// ones, and IPv6 ones when a pool is IPv6 (a host with many veths has an IPv6 route per veth,
+/// which no IPv4 pool needs to read).
+async fn host_link_routes(host: &Host, ipv6: bool) -> Vec<ipnet::IpNet> {
     let mut out = Vec::new();
-    for v6 in [false, true] {
+    let families: &[bool] = if ipv6 { &[false, true] } else { &[false] };
+    for &v6 in families {
         match host.netlink().routes(v6).await {
             Ok(routes) => out.extend(
                 routes
@@ -935,6 +951,19 @@ async fn host_link_routes(host: &Host) -> Vec<ipnet::IpNet> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_routes_are_needed_only_with_an_ipv6_default_pool() {
+        use libnetwork_ipam::NetworkToSplit;
+        assert!(!has_ipv6_pool(None));
+        let v4 = [NetworkToSplit::new("10.10.0.0/16", 24)];
+        assert!(!has_ipv6_pool(Some(&v4)));
+        let mixed = [
+            NetworkToSplit::new("10.10.0.0/16", 24),
+            NetworkToSplit::new("fd00:1::/48", 64),
+        ];
+        assert!(has_ipv6_pool(Some(&mixed)));
+    }
 
     #[test]
     fn random_ids_are_64_hex_characters_and_differ() {
