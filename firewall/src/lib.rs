@@ -10,7 +10,8 @@
 //!
 //! The API is blocking. With nftables, a change of a network or of port mappings is one netlink
 //! transaction on a socket [`Firewall::new`] opened (tens of microseconds, no process); only
-//! [`Firewall::new`] and [`Firewall::reapply`] run `nft`. With iptables, every change runs
+//! [`Firewall::reapply`], and [`Firewall::new`] when our table lacks the base rules, run `nft`.
+//! With iptables, every change runs
 //! `iptables-restore --noflush` (plus `ip6tables-restore --noflush` when IPv6 is on) and waits
 //! for it, a few milliseconds. Async callers use `tokio::task::spawn_blocking`. [`Firewall`] is
 //! `Send + Sync`; changes are serialised by an internal mutex.
@@ -19,7 +20,8 @@
 //! - this file: the API types, input validation, and the dispatch to a backend;
 //! - `nft`: the nftables backend, our own `table inet libnetwork` (its module doc draws the
 //!   table);
-//! - `nftnl`: the nf_tables netlink client of that backend (set element batches);
+//! - `nftnl`: the nf_tables netlink client of that backend (set element batches, and dumps of
+//!   elements and rules);
 //! - `iptables`: the iptables backend, Docker's chains (`DOCKER`, `DOCKER-USER`,
 //!   `DOCKER-FORWARD`, `DOCKER-ISOLATION-STAGE-1/2`) in `filter` and `nat`;
 //! - `tag`: the comments that tag our rules and elements so a later process can find them;
