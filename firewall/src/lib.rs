@@ -11,10 +11,10 @@
 //! The API is blocking. With nftables, a change of a network or of port mappings is one netlink
 //! transaction on a socket [`Firewall::new`] opened (tens of microseconds, no process); only
 //! [`Firewall::reapply`], and [`Firewall::new`] when our table lacks the base rules, run `nft`.
-//! With iptables, every change runs
-//! `iptables-restore --noflush` (plus `ip6tables-restore --noflush` when IPv6 is on) and waits
-//! for it, a few milliseconds. Async callers use `tokio::task::spawn_blocking`. [`Firewall`] is
-//! `Send + Sync`; changes are serialised by an internal mutex.
+//! With iptables, every change runs `iptables-restore --noflush` (plus
+//! `ip6tables-restore --noflush` when IPv6 is on) and waits for it, a few milliseconds. Async
+//! callers use `tokio::task::spawn_blocking`. [`Firewall`] is `Send + Sync`; changes are
+//! serialised by an internal mutex.
 //!
 //! # Layout
 //! - this file: the API types, input validation, and the dispatch to a backend;
