@@ -3,9 +3,10 @@
 //! Every rule is fixed and installed by [`Nft::new`] (and [`Nft::reapply`]) with one
 //! `nft -f -` run, which [`Nft::new`] skips when the table already holds exactly those rules:
 //! the first one carries a digest of the whole base batch in its comment, and the rules of our
-//! chains are counted (a dump over netlink). What belongs to a network or a port mapping is an *element* of a set or map
-//! that those rules consult, so adding or removing a network or a mapping is one nftables
-//! netlink transaction of element additions and deletions (`nftnl`), without a process:
+//! chains are counted (a dump over netlink). What belongs to a network or a port mapping is an
+//! *element* of a set or map that those rules consult, so adding or removing a network or a
+//! mapping is one nftables netlink transaction of element additions and deletions (`nftnl`),
+//! without a process:
 //!
 //! ```text
 //! table inet libnetwork

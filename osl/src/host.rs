@@ -117,8 +117,8 @@ impl Host {
     /// veths, where decoding every attribute costs more than the kernel's work.
     ///
     /// # Errors
-    /// [`Error::Netlink`](crate::Error::Netlink) when the dump fails, [`Error::Os`](crate::Error::Os)
-    /// when the namespace cannot be entered.
+    /// [`Error::Netlink`](crate::Error::Netlink) when the dump fails,
+    /// [`Error::Os`](crate::Error::Os) when the namespace cannot be entered.
     pub async fn bridge_ports(&self) -> Result<Vec<crate::Link>> {
         self.netns
             .run_in(crate::portdump::bridge_ports)
