@@ -1,5 +1,5 @@
-//! A small nf_tables netlink client: adds and deletes set elements in one transaction, without
-//! running `nft`.
+//! A small nf_tables netlink client: adds and deletes set elements in one transaction, and
+//! dumps the elements of a set and the rules of a table, without running `nft`.
 //!
 //! A batch is what `nft -f` would send for `add element` / `delete element` commands: a
 //! `NFNL_MSG_BATCH_BEGIN` message (resource id `NFNL_SUBSYS_NFTABLES`), one `NFT_MSG_NEWSETELEM`

@@ -30,7 +30,9 @@
 //!   exits (no `fork`, unlike rtnetlink's `NetworkNamespace::add` and libnetwork's re-exec).
 //! - **One netlink socket per namespace, opened once.** A socket stays in the namespace it was
 //!   created in, so each sandbox opens its handle from a thread inside it and then uses it from
-//!   any task; libnetwork instead locks an OS thread and switches namespaces per call.
+//!   any task; libnetwork instead locks an OS thread and switches namespaces per call. The one
+//!   exception is [`Host::bridge_ports`]: it opens a short-lived socket from a thread in the
+//!   host namespace, for a dump it reads without decoding every attribute.
 //! - **Interfaces are born where they live when possible.** [`Sandbox::create_veth`] creates
 //!   the sandbox end of a veth pair directly inside the namespace, which costs the kernel a few
 //!   milliseconds against 11 to 27 ms for moving a link in ([`Sandbox::add_interface`] still
